@@ -1,0 +1,69 @@
+import copy
+import re
+
+from snakemake.utils import validate
+
+# Per-dataset overrides exactly as the user wrote them: validation below fills schema
+# defaults into every section, overrides included, so the merge must use these copies.
+_SECTIONS = ("preprocess", "model", "train")
+_OVERRIDES = {
+    name: {s: copy.deepcopy(entry.get(s) or {}) for s in _SECTIONS}
+    for name, entry in (config.get("datasets") or {}).items()
+    if isinstance(entry, dict)
+}
+
+validate(config, "../schemas/config.schema.yaml")
+
+DATASETS = list(config["datasets"])
+BUILTIN_SOURCES = sorted(
+    {e["source"] for e in config["datasets"].values() if "source" in e}
+)
+
+
+wildcard_constraints:
+    dataset="|".join(map(re.escape, DATASETS)),
+
+
+def dataset_params(dataset, section):
+    """Global `section` of the config with this dataset's overrides applied."""
+    return {**config[section], **_OVERRIDES[dataset][section]}
+
+
+def counts_input(wildcards):
+    """The file holding a dataset's raw counts: the user's path or a fetched source."""
+    entry = config["datasets"][wildcards.dataset]
+    if "path" in entry:
+        return entry["path"]
+    return f"results/downloads/{entry['source']}.h5ad"
+
+
+def preprocess_params(wildcards):
+    return dataset_params(wildcards.dataset, "preprocess")
+
+
+def model_params(wildcards):
+    return dataset_params(wildcards.dataset, "model")
+
+
+def train_params(wildcards):
+    return dataset_params(wildcards.dataset, "train")
+
+
+def dataset_entry(key):
+    """Input function for one key of a dataset's entry (counts_layer, label_key)."""
+
+    def get(wildcards):
+        return config["datasets"][wildcards.dataset][key]
+
+    return get
+
+
+def final_outputs():
+    return expand(
+        [
+            "results/{dataset}/embedding.h5ad",
+            "results/{dataset}/figures/latent_correlation.pdf",
+            "results/{dataset}/figures/latent_correlation.png",
+        ],
+        dataset=DATASETS,
+    )

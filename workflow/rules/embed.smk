@@ -1,0 +1,22 @@
+rule embed:
+    """Posterior-mean embeddings of every cell: eval mode, no gradients, in batches."""
+    input:
+        data="results/{dataset}/preprocessed.h5ad",
+        model="results/{dataset}/model.pt",
+    output:
+        h5ad="results/{dataset}/embedding.h5ad",
+        latent="results/{dataset}/latent.npy",
+        iembed="results/{dataset}/iembed.npy",
+    params:
+        batch_size=4096,
+    log:
+        "logs/embed/{dataset}.log",
+    benchmark:
+        "benchmarks/embed/{dataset}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    script:
+        "../scripts/embed.py"

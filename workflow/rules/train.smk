@@ -1,0 +1,22 @@
+rule train:
+    """Train the iVAE on the raw counts of the highly variable genes (the GPU rule)."""
+    input:
+        "results/{dataset}/preprocessed.h5ad",
+    output:
+        model="results/{dataset}/model.pt",
+        log_tsv="results/{dataset}/training_log.tsv",
+    params:
+        model=model_params,
+        train=train_params,
+    log:
+        "logs/train/{dataset}.log",
+    benchmark:
+        "benchmarks/train/{dataset}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+    script:
+        "../scripts/train.py"

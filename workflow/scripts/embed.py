@@ -1,0 +1,64 @@
+"""Extract embeddings from a trained iVAE: eval mode, no gradients, in batches.
+
+Writes ``embedding.h5ad`` (the preprocessed obs; obsm ``X_ivae`` = posterior mean q_m,
+``X_ivae_interp`` = the i_dim interpretative embedding, ``X_ivae_ld`` = the latent after
+the interpretative module) and, beside it, ``latent.npy`` and ``iembed.npy`` (the
+reference package's output names for q_m and the interpretative embedding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from common_io import InputError, atomic_path, load_checkpoint, log, setup_logging, write_h5ad
+
+
+def embed(model, counts, *, batch_size: int = 4096, device: str | torch.device = "cpu"):
+    """Posterior-mean embeddings of every cell, computed ``batch_size`` cells at a time.
+
+    ``counts``: cells x genes raw counts (dense or scipy sparse; only one batch is ever
+    densified). Returns numpy arrays ``(latent, interp, after)`` of shapes
+    (cells, latent_dim), (cells, i_dim), (cells, latent_dim).
+    """
+    model = model.to(device).eval()
+    counts = counts.tocsr() if sp.issparse(counts) else np.asarray(counts)
+    outs = ([], [], [])
+    with torch.inference_mode():
+        for start in range(0, counts.shape[0], batch_size):
+            block = counts[start:start + batch_size]
+            block = block.toarray() if sp.issparse(block) else block
+            x = torch.log1p(torch.as_tensor(block, dtype=torch.float32, device=device))
+            for out, t in zip(outs, model.embed(x)):
+                out.append(t.cpu().numpy())
+    return tuple(np.concatenate(o) if o else np.empty((0, 0), np.float32) for o in outs)
+
+
+def main(snakemake) -> None:
+    import anndata as ad
+
+    setup_logging(snakemake.log[0])
+    torch.set_num_threads(snakemake.threads)
+    adata = ad.read_h5ad(snakemake.input.data)
+    model, ckpt = load_checkpoint(snakemake.input.model)
+    genes = list(map(str, adata.var_names))
+    if genes != ckpt["gene_names"]:
+        raise InputError(
+            f"{snakemake.input.model} was trained on other genes than {snakemake.input.data} holds; rerun training."
+        )
+    latent, interp, after = embed(model, adata.layers["counts"], batch_size=snakemake.params.batch_size)
+    log.info("embedded %d cells: latent %s, interpretative %s", adata.n_obs, latent.shape, interp.shape)
+    out = ad.AnnData(obs=adata.obs.copy())
+    out.obsm["X_ivae"] = latent
+    out.obsm["X_ivae_interp"] = interp
+    out.obsm["X_ivae_ld"] = after
+    out.uns["ivae"] = {"model_params": ckpt["model_params"], "train_params": ckpt["train_params"]}
+    write_h5ad(out, snakemake.output.h5ad)
+    for path, array in ((snakemake.output.latent, latent), (snakemake.output.iembed, interp)):
+        with atomic_path(path) as tmp:
+            np.save(tmp, array)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821

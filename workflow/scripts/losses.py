@@ -1,0 +1,154 @@
+"""Loss terms of the iVAE, each a small function with its maths in the docstring.
+
+Every term returns a per-batch mean (a scalar tensor) unless its name says otherwise.
+Unit tests check them against ``torch.distributions`` and hand-computed values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from model import posterior_scale
+
+#: Guards log(0) in the negative-binomial likelihood, as in scVI.
+EPS = 1e-8
+
+#: Names of the logged loss terms, in the order of the training log's columns.
+LOSS_TERMS = ("loss", "recon", "irecon", "kl", "dip", "tc", "mmd")
+
+
+def log_nb(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Element-wise negative-binomial log-likelihood, mean/inverse-dispersion form.
+
+    log NB(x; mu, theta) = theta (log theta - log(theta + mu))
+                         + x (log mu - log(theta + mu))
+                         + lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)
+
+    x: counts; mu > 0: expected counts; theta > 0: inverse dispersion
+    (variance = mu + mu^2 / theta). ``eps`` keeps the logs finite when mu -> 0.
+    """
+    log_theta_mu = torch.log(theta + mu + eps)
+    return (
+        theta * (torch.log(theta + eps) - log_theta_mu)
+        + x * (torch.log(mu + eps) - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+    )
+
+
+def nb_reconstruction_loss(
+    counts: torch.Tensor, proportions: torch.Tensor, library_size: torch.Tensor, log_theta: torch.Tensor
+) -> torch.Tensor:
+    """-E_batch[sum_genes log NB(counts; proportions * library_size, exp(log_theta))].
+
+    ``proportions`` is the decoder's softmax output (cells x genes, rows sum to 1);
+    ``library_size`` is each cell's total count over the modelled genes (cells x 1).
+    """
+    mu = proportions * library_size
+    return -log_nb(counts, mu, torch.exp(log_theta)).sum(-1).mean()
+
+
+def kl_normal_standard(q_m: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """E_batch[KL(N(q_m, scale^2) || N(0, I))], summed over latent components.
+
+    KL = sum_d ( -log s_d + (s_d^2 + m_d^2) / 2 - 1/2 ).
+    ``scale`` must be the standard deviation the encoder actually sampled with.
+    """
+    kl = -torch.log(scale) + 0.5 * (scale.square() + q_m.square()) - 0.5
+    return kl.sum(-1).mean()
+
+
+def dip_vae_ii_penalty(q_m: torch.Tensor, scale: torch.Tensor, lambda_offdiag: float = 1.0,
+                       lambda_diag: float = 1.0) -> torch.Tensor:
+    """DIP-VAE-II regulariser (Kumar et al. 2018, eq. 6 with Cov_q(z)).
+
+    Cov_q(z) = Cov_batch[q_m] + E_batch[diag(scale^2)]
+    penalty  = lambda_od * sum_{i != j} C_ij^2 + lambda_d * sum_i (C_ii - 1)^2
+    """
+    centred = q_m - q_m.mean(0, keepdim=True)
+    cov = centred.T @ centred / max(q_m.shape[0] - 1, 1)
+    cov = cov + torch.diag(scale.square().mean(0))
+    diag = torch.diagonal(cov)
+    off = cov - torch.diag(diag)
+    return lambda_offdiag * off.square().sum() + lambda_diag * (diag - 1).square().sum()
+
+
+def total_correlation(q_z: torch.Tensor, q_m: torch.Tensor, scale: torch.Tensor, n_cells: int) -> torch.Tensor:
+    """Total correlation KL(q(z) || prod_d q(z_d)) by minibatch-weighted sampling.
+
+    β-TC-VAE (Chen et al. 2018), with M the batch size and N the number of cells:
+        log q(z_i)     ~= logsumexp_j log q(z_i | x_j)              - log(N M)
+        log q(z_{i,d}) ~= logsumexp_j log q(z_{i,d} | x_j)          - log(N M)
+        TC ~= mean_i [ log q(z_i) - sum_d log q(z_{i,d}) ]
+    """
+    m = q_z.shape[0]
+    # log N(z_i,d ; m_j,d, s_j,d) for every pair (i, j): shape (M, M, D)
+    diff = (q_z.unsqueeze(1) - q_m.unsqueeze(0)) / scale.unsqueeze(0)
+    log_density = -0.5 * diff.square() - torch.log(scale.unsqueeze(0)) - 0.5 * math.log(2 * math.pi)
+    log_nm = math.log(n_cells * m)
+    log_qz = torch.logsumexp(log_density.sum(2), dim=1) - log_nm
+    log_qz_marginals = (torch.logsumexp(log_density, dim=1) - log_nm).sum(1)
+    return (log_qz - log_qz_marginals).mean()
+
+
+def rbf_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """k(a, b) = exp(-||a - b||^2 / (2 D)), D the number of latent components."""
+    return torch.exp(-torch.cdist(a, b).square() / (2.0 * a.shape[1]))
+
+
+def mmd(q_z: torch.Tensor, prior_z: torch.Tensor) -> torch.Tensor:
+    """Unbiased squared maximum mean discrepancy with an RBF kernel (InfoVAE).
+
+    MMD^2 = mean_{i != j} k(p_i, p_j) + mean_{i != j} k(q_i, q_j) - 2 mean_{i, j} k(p_i, q_j)
+    """
+    def mean_offdiag(k: torch.Tensor) -> torch.Tensor:
+        n = k.shape[0]
+        return (k.sum() - torch.diagonal(k).sum()) / (n * (n - 1))
+
+    return (
+        mean_offdiag(rbf_kernel(prior_z, prior_z))
+        + mean_offdiag(rbf_kernel(q_z, q_z))
+        - 2 * rbf_kernel(prior_z, q_z).mean()
+    )
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms; the reconstruction of pred_x always has weight 1."""
+
+    beta: float = 1.0
+    irecon: float = 1.0
+    dip: float = 0.0
+    tc: float = 0.0
+    info: float = 0.0
+
+
+def ivae_loss(model, counts: torch.Tensor, weights: LossWeights, n_cells: int) -> dict[str, torch.Tensor]:
+    """All loss terms for one batch of raw counts; ``loss`` is the weighted sum.
+
+    The encoder sees log1p(counts); both reconstructions (pred_x from q_z, pred_xl from
+    the latent after the interpretative module) are scored by the NB likelihood of the
+    raw counts with each cell's total count as library size. Terms whose weight is 0
+    are not computed and reported as 0. Logged terms are weighted as they enter ``loss``.
+    """
+    library_size = counts.sum(-1, keepdim=True)
+    q_z, q_m, q_s, pred_x, _le, _ld, pred_xl = model(torch.log1p(counts))
+    scale = posterior_scale(q_s)
+    log_theta = model.decoder.disp
+    zero = counts.new_zeros(())
+
+    terms = {"recon": nb_reconstruction_loss(counts, pred_x, library_size, log_theta)}
+    terms["irecon"] = (
+        weights.irecon * nb_reconstruction_loss(counts, pred_xl, library_size, log_theta)
+        if weights.irecon else zero
+    )
+    terms["kl"] = weights.beta * kl_normal_standard(q_m, scale) if weights.beta else zero
+    terms["dip"] = weights.dip * dip_vae_ii_penalty(q_m, scale) if weights.dip else zero
+    terms["tc"] = weights.tc * total_correlation(q_z, q_m, scale, n_cells) if weights.tc else zero
+    terms["mmd"] = weights.info * mmd(q_z, torch.randn_like(q_z)) if weights.info else zero
+    terms["loss"] = sum(terms.values())
+    return terms
