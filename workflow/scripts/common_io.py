@@ -4,7 +4,6 @@ reading count matrices in the formats users bring, and checkpoints.
 Everything here is at the edges; the maths lives in the scripts' core functions.
 """
 
-from __future__ import annotations
 
 import contextlib
 import logging

@@ -6,7 +6,6 @@ the interpretative module) and, beside it, ``latent.npy`` and ``iembed.npy`` (th
 reference package's output names for q_m and the interpretative embedding).
 """
 
-from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp

@@ -4,7 +4,6 @@ Every term returns a per-batch mean (a scalar tensor) unless its name says other
 Unit tests check them against ``torch.distributions`` and hand-computed values.
 """
 
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass

@@ -8,7 +8,6 @@ checkpoints stay comparable: ``encoder.nn.*``, ``decoder.nn.*``, ``decoder.disp`
 Losses live in ``losses.py`` and the training loop in ``train.py``.
 """
 
-from __future__ import annotations
 
 import torch
 import torch.nn.functional as F

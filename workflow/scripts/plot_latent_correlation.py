@@ -5,7 +5,6 @@ ld = latent_decoder(latent_encoder(z)) (``X_ivae_ld``). Both panels use the same
 component order and one colour scale, and are titled with their mean |off-diagonal r|.
 """
 
-from __future__ import annotations
 
 import numpy as np
 
@@ -47,8 +46,7 @@ def plot_latent_correlation(latent: np.ndarray, after: np.ndarray, *, dataset: s
     n = latent.shape[1]
     fig, axes = plt.subplots(1, 2, figsize=(plotstyle.DOUBLE_COLUMN * 0.8, plotstyle.DOUBLE_COLUMN * 0.38),
                              layout="constrained")
-    cmap = plt.get_cmap(plotstyle.DIVERGING).copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap(plotstyle.DIVERGING).with_extremes(bad="0.85")  # grey: undefined r
     scores = {}
     ticks = np.arange(n)
     labels = [str(i + 1) for i in ticks]

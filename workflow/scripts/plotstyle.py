@@ -4,7 +4,6 @@ Journal-column sizes, editable text in vector output (TrueType in PDF, text in S
 colour-blind-safe palettes, the Agg backend, and one ``save`` for PDF + 300-dpi PNG.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -8,7 +8,6 @@ Output contract (results/{dataset}/preprocessed.h5ad):
 - ``obs``: the input's columns plus scanpy's QC metrics; ``uns["preprocess"]``: parameters.
 """
 
-from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp

@@ -5,7 +5,6 @@ batches, without a DataLoader. Loss terms are summed on the device and read back
 epoch, so the loop never waits for the host inside an epoch.
 """
 
-from __future__ import annotations
 
 import os
 import random

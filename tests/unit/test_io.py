@@ -1,0 +1,88 @@
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from common_io import InputError, atomic_path, check_counts, read_counts
+from conftest import write_10x_h5, write_10x_mtx
+
+
+def small(pbmc68k_counts, n=60):
+    return pbmc68k_counts[:n].copy()
+
+
+def assert_same_counts(a, b):
+    assert list(a.var_names) == list(b.var_names)
+    assert list(a.obs_names) == list(b.obs_names)
+    assert sp.issparse(a.X) and a.X.dtype == np.float32
+    np.testing.assert_array_equal(a.X.toarray(), b.X.toarray())
+
+
+def test_read_h5ad_counts_in_x(pbmc68k_h5ad, pbmc68k_counts):
+    a = read_counts(pbmc68k_h5ad, dataset="d")
+    assert_same_counts(a, pbmc68k_counts)
+    assert "bulk_labels" in a.obs
+
+
+def test_read_h5ad_counts_layer(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    src.layers["counts"] = src.X.copy()
+    src.X = sp.csr_matrix(np.log1p(src.X.toarray()))
+    src.write_h5ad(tmp_path / "x.h5ad")
+    assert_same_counts(read_counts(tmp_path / "x.h5ad", counts_layer="counts"), small(pbmc68k_counts))
+    with pytest.raises(InputError, match="log-normalised"):
+        read_counts(tmp_path / "x.h5ad")
+    with pytest.raises(InputError, match="counts_layer 'raw_counts' is not a layer.*'counts'"):
+        read_counts(tmp_path / "x.h5ad", counts_layer="raw_counts")
+
+
+def test_read_10x_directory_and_h5(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    assert_same_counts(read_counts(write_10x_mtx(src, tmp_path / "mtx")), src)
+    assert_same_counts(read_counts(write_10x_h5(src, tmp_path / "m.h5")), src)
+
+
+def test_duplicate_gene_names_made_unique(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    names = list(src.var_names)
+    names[1] = names[0]
+    src.var_names = names
+    src.write_h5ad(tmp_path / "dup.h5ad")
+    a = read_counts(tmp_path / "dup.h5ad")
+    assert a.var_names.is_unique and a.n_vars == src.n_vars
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.array([[1.0, -1.0]]), "negative"),
+    (np.array([[1.0, np.nan]]), "NaN"),
+    (np.array([[1.0, np.inf]]), "NaN or infinite"),
+    (np.array([[1.0, 0.5]]), "non-integer"),
+])
+def test_check_counts_rejects_non_counts(bad, message):
+    with pytest.raises(InputError, match=message):
+        check_counts(sp.csr_matrix(bad), what="dataset 'd' (f.h5ad)")
+    check_counts(sp.csr_matrix(np.array([[0.0, 3.0]])), what="ok")
+
+
+def test_read_errors_name_dataset_and_file(tmp_path):
+    with pytest.raises(InputError, match=r"dataset 'mine' \(.*nope.h5ad\): no such file"):
+        read_counts(tmp_path / "nope.h5ad", dataset="mine")
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(InputError, match="unsupported input"):
+        read_counts(tmp_path / "x.csv", dataset="mine")
+    (tmp_path / "broken.h5ad").write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match=r"dataset 'mine' .*broken.h5ad.*could not be read"):
+        read_counts(tmp_path / "broken.h5ad", dataset="mine")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.tsv"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        assert tmp.suffix == ".tsv"
+        tmp.write_text("whole")
+    assert target.read_text() == "whole" and list(tmp_path.iterdir()) == [target]

@@ -1,0 +1,117 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import NegativeBinomial, Normal, kl_divergence
+
+from losses import (
+    LOSS_TERMS, LossWeights, dip_vae_ii_penalty, ivae_loss, kl_normal_standard, log_nb, mmd,
+    nb_reconstruction_loss, rbf_kernel, total_correlation,
+)
+from model import VAE
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Exact comparisons in double precision; restored for the other test modules."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def test_log_nb_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 60, (200,), generator=g).double()
+    mu = torch.rand(200, generator=g) * 30 + 0.05
+    theta = torch.rand(200, generator=g) * 10 + 0.1
+    # torch's NB counts successes with total_count failures; logits = log(mu / theta) gives mean mu
+    ref = NegativeBinomial(total_count=theta, logits=torch.log(mu) - torch.log(theta)).log_prob(x)
+    torch.testing.assert_close(log_nb(x, mu, theta, eps=0.0), ref)
+    torch.testing.assert_close(log_nb(x, mu, theta), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_log_nb_known_value():
+    # NB(x=2; mu=1, theta=1) is geometric with p = 1/2: P = (1/2)^3
+    assert log_nb(torch.tensor(2.0), torch.tensor(1.0), torch.tensor(1.0), eps=0).item() == pytest.approx(math.log(1 / 8))
+
+
+def test_nb_reconstruction_uses_library_size():
+    counts = torch.tensor([[3.0, 0.0, 1.0], [10.0, 5.0, 5.0]])
+    props = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25]])
+    library = counts.sum(-1, keepdim=True)
+    log_theta = torch.log(torch.tensor([2.0, 3.0, 4.0]))
+    expected = -np.mean([
+        sum(NegativeBinomial(total_count=t, logits=math.log(p * lib) - math.log(t)).log_prob(torch.tensor(c)).item()
+            for c, p, t in zip(row, prow, [2.0, 3.0, 4.0]))
+        for row, prow, lib in zip(counts.tolist(), props.tolist(), library.ravel().tolist())
+    ])
+    got = nb_reconstruction_loss(counts, props, library, log_theta).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    m = torch.randn(16, 5, generator=g)
+    s = torch.rand(16, 5, generator=g) + 0.1
+    ref = kl_divergence(Normal(m, s), Normal(0.0, 1.0)).sum(-1).mean()
+    torch.testing.assert_close(kl_normal_standard(m, s), ref)
+    assert kl_normal_standard(torch.zeros(3, 2), torch.ones(3, 2)).item() == pytest.approx(0.0)
+
+
+def test_dip_penalty_hand_computed():
+    q_m = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    scale = torch.full((4, 2), 0.5)
+    # Cov[q_m] (n - 1 = 3): diag (2/3, 8/3), off 0; + E[s^2] = 0.25 on the diagonal
+    c11, c22 = 2 / 3 + 0.25, 8 / 3 + 0.25
+    expected = (c11 - 1) ** 2 + (c22 - 1) ** 2
+    assert dip_vae_ii_penalty(q_m, scale).item() == pytest.approx(expected)
+    skew = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, 1.0], [-1.0, -1.0]])  # cov off-diagonal 4/3
+    got = dip_vae_ii_penalty(skew, torch.zeros(4, 2) + 1e-12, lambda_offdiag=1.0, lambda_diag=0.0).item()
+    assert got == pytest.approx(2 * (4 / 3) ** 2)
+
+
+def test_total_correlation_matches_brute_force():
+    g = torch.Generator().manual_seed(2)
+    z, m = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    s = torch.rand(6, 3, generator=g) + 0.3
+    n_cells = 100
+    expected = []
+    for i in range(6):
+        joint = [sum(Normal(m[j, d], s[j, d]).log_prob(z[i, d]).item() for d in range(3)) for j in range(6)]
+        log_qz = np.logaddexp.reduce(joint) - math.log(n_cells * 6)
+        marg = sum(
+            np.logaddexp.reduce([Normal(m[j, d], s[j, d]).log_prob(z[i, d]).item() for j in range(6)])
+            - math.log(n_cells * 6)
+            for d in range(3)
+        )
+        expected.append(log_qz - marg)
+    assert total_correlation(z, m, s, n_cells).item() == pytest.approx(np.mean(expected), rel=1e-9)
+
+
+def test_mmd_hand_computed_and_sign():
+    p = torch.tensor([[0.0], [1.0]])
+    q = torch.tensor([[2.0], [3.0]])
+    k = lambda d2: math.exp(-d2 / 2.0)  # noqa: E731 - D = 1
+    expected = k(1) + k(1) - 2 * (k(4) + k(9) + k(1) + k(4)) / 4
+    assert mmd(q, p).item() == pytest.approx(expected)
+    torch.testing.assert_close(rbf_kernel(p, q), torch.tensor([[k(4), k(9)], [k(1), k(4)]]))
+    g = torch.Generator().manual_seed(3)
+    same = mmd(torch.randn(400, 4, generator=g), torch.randn(400, 4, generator=g)).item()
+    shifted = mmd(torch.randn(400, 4, generator=g) + 2, torch.randn(400, 4, generator=g)).item()
+    assert abs(same) < 0.02 < shifted
+
+
+def test_ivae_loss_is_weighted_sum_and_skips_zero_weights():
+    torch.manual_seed(0)
+    model = VAE(20, 8, 4, 2).double()
+    counts = torch.poisson(torch.full((16, 20), 2.0))
+    w = LossWeights(beta=0.5, irecon=2.0, dip=0.1, tc=0.2, info=0.3)
+    terms = ivae_loss(model, counts, w, n_cells=50)
+    assert set(terms) == set(LOSS_TERMS)
+    parts = sum(terms[k] for k in LOSS_TERMS if k != "loss")
+    torch.testing.assert_close(terms["loss"], parts)
+    assert all(torch.isfinite(v) for v in terms.values())
+    off = ivae_loss(model, counts, LossWeights(beta=1.0, irecon=0.0), n_cells=50)
+    assert off["irecon"].item() == off["dip"].item() == off["tc"].item() == off["mmd"].item() == 0.0

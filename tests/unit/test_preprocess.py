@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from common_io import InputError
+from preprocess import preprocess
+
+PARAMS = dict(min_genes=50, min_cells=3, max_genes=None, max_pct_mt=None, mt_prefix="MT-",
+              n_top_genes=300, hvg_flavor="seurat_v3", target_sum=1e4)
+
+
+@pytest.fixture(scope="module")
+def result(pbmc68k_counts):
+    return preprocess(pbmc68k_counts, **PARAMS)
+
+
+def test_contract(result, pbmc68k_counts):
+    assert result.n_vars == 300
+    assert 0 < result.n_obs <= pbmc68k_counts.n_obs
+    counts = result.layers["counts"]
+    assert sp.issparse(counts)
+    # the counts layer is the input's counts for the kept cells and genes
+    src = pbmc68k_counts[result.obs_names, result.var_names].X.toarray()
+    np.testing.assert_array_equal(counts.toarray(), src)
+    # X is log1p(counts / library size over all QC genes * target_sum)
+    lib = pbmc68k_counts[result.obs_names].X.sum(1).A1
+    expected = np.log1p(src / lib[:, None] * 1e4)
+    np.testing.assert_allclose(result.X.toarray(), expected, rtol=1e-5, atol=1e-6)
+    assert result.raw is not None and result.raw.n_vars >= result.n_vars
+    assert {"n_genes_by_counts", "total_counts", "pct_counts_mt", "bulk_labels"} <= set(result.obs)
+    assert result.uns["preprocess"]["n_top_genes"] == 300
+    assert (counts.sum(1).A1 > 0).all()
+
+
+def test_hvgs_are_the_most_variable(result, pbmc68k_counts):
+    """seurat_v3 ranks genes by normalised variance of counts; a flat gene is never chosen."""
+    assert result.var["highly_variable"].all()
+    assert result.var["variances_norm"].min() >= 0.5
+
+
+def test_fewer_genes_than_requested_keeps_all(pbmc68k_counts):
+    out = preprocess(pbmc68k_counts, **{**PARAMS, "n_top_genes": 5000})
+    assert out.n_vars == (np.asarray((pbmc68k_counts.X > 0).sum(0)).ravel() >= 3).sum()
+
+
+def test_qc_thresholds_filter(pbmc68k_counts):
+    strict = preprocess(pbmc68k_counts, **{**PARAMS, "min_genes": 250, "max_genes": 400})
+    n_genes = strict.obs["n_genes_by_counts"]
+    assert (n_genes >= 250).all() and (n_genes <= 400).all()
+
+
+def test_no_cells_left_is_a_clear_error(pbmc68k_counts):
+    with pytest.raises(InputError, match="dataset 'tiny': no cells left after QC"):
+        preprocess(pbmc68k_counts, dataset="tiny", **{**PARAMS, "min_genes": 100000})
+
+
+def test_no_genes_left_is_a_clear_error(pbmc68k_counts):
+    with pytest.raises(InputError, match="no genes left after QC"):
+        preprocess(pbmc68k_counts, dataset="tiny", **{**PARAMS, "min_cells": 100000})

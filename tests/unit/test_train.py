@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from common_io import InputError, load_checkpoint, save_checkpoint
+from embed import embed
+from losses import LOSS_TERMS
+from train import fit, resolve_device
+
+MODEL = dict(hidden_dim=32, latent_dim=6, i_dim=2)
+TRAIN = dict(epochs=4, batch_size=64, lr=1e-3, beta=1.0, irecon=1.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def counts(pbmc68k_counts):
+    return pbmc68k_counts.X[:, :200].tocsr()
+
+
+def test_history_and_loss_decreases(counts):
+    model, history = fit(counts, **MODEL, **{**TRAIN, "epochs": 15})
+    assert list(history.columns) == ["epoch", "seconds", *LOSS_TERMS]
+    assert history["epoch"].tolist() == list(range(1, 16))
+    assert np.isfinite(history[list(LOSS_TERMS)].to_numpy()).all()
+    assert history["loss"].iloc[-1] < 0.9 * history["loss"].iloc[0]
+    assert (history["seconds"] > 0).all()
+    assert not model.training
+
+
+def test_same_seed_same_model_other_seed_differs(counts):
+    a, ha = fit(counts, **MODEL, **TRAIN)
+    b, hb = fit(sp.csr_matrix(counts), **MODEL, **TRAIN)
+    c, _ = fit(counts, **MODEL, **{**TRAIN, "seed": 1})
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert ha[list(LOSS_TERMS)].equals(hb[list(LOSS_TERMS)])
+    assert not torch.equal(a.state_dict()["encoder.nn.0.weight"], c.state_dict()["encoder.nn.0.weight"])
+
+
+def test_fewer_cells_than_a_batch_is_an_error(counts):
+    with pytest.raises(InputError, match="fewer than one batch.*batch_size=1000"):
+        fit(counts[:50], **MODEL, **{**TRAIN, "batch_size": 1000})
+
+
+def test_divergence_names_epoch_and_term(counts):
+    bad = counts.toarray()
+    bad[0, 0] = np.inf
+    with pytest.raises(FloatingPointError, match="epoch 1: non-finite loss"):
+        fit(bad, **MODEL, **{**TRAIN, "batch_size": 700 // 2})
+
+
+def test_checkpoint_round_trip_and_batched_embedding(counts, tmp_path):
+    model, _ = fit(counts, **MODEL, **TRAIN)
+    genes = [f"g{i}" for i in range(counts.shape[1])]
+    save_checkpoint(tmp_path / "m.pt", model, gene_names=genes, model_params=MODEL, train_params=TRAIN)
+    loaded, payload = load_checkpoint(tmp_path / "m.pt")
+    assert payload["gene_names"] == genes and payload["model_params"]["n_genes"] == 200
+    whole = embed(model, counts, batch_size=10_000)
+    batched = embed(loaded, counts, batch_size=97)
+    for w, b in zip(whole, batched):
+        np.testing.assert_allclose(w, b, rtol=1e-5, atol=1e-6)
+    latent, interp, after = batched
+    assert latent.shape == (counts.shape[0], 6) and interp.shape == (counts.shape[0], 2) and after.shape == latent.shape
+    with torch.no_grad():
+        x = torch.log1p(torch.as_tensor(counts.toarray(), dtype=torch.float32))
+        np.testing.assert_allclose(latent, model.encoder(x)[1].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_requested_without_cuda_is_an_error():
+    with pytest.raises(InputError, match="CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_gpu(counts):
+    model, history = fit(counts, **MODEL, **TRAIN, device=resolve_device("auto"))
+    assert np.isfinite(history["loss"]).all()
+    assert next(model.parameters()).device.type == "cpu"
