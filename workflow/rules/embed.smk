@@ -7,8 +7,6 @@ rule embed:
         h5ad="results/{dataset}/embedding.h5ad",
         latent="results/{dataset}/latent.npy",
         iembed="results/{dataset}/iembed.npy",
-    params:
-        batch_size=4096,
     log:
         "logs/embed/{dataset}.log",
     benchmark:
@@ -18,5 +16,7 @@ rule embed:
     threads: 2
     resources:
         mem_mb=8000,
+    params:
+        batch_size=4096,
     script:
         "../scripts/embed.py"

@@ -4,11 +4,6 @@ rule preprocess:
         counts_input,
     output:
         "results/{dataset}/preprocessed.h5ad",
-    params:
-        dataset="{dataset}",
-        counts_layer=dataset_entry("counts_layer"),
-        label_key=dataset_entry("label_key"),
-        preprocess=preprocess_params,
     log:
         "logs/preprocess/{dataset}.log",
     benchmark:
@@ -18,5 +13,10 @@ rule preprocess:
     threads: 1
     resources:
         mem_mb=8000,
+    params:
+        dataset="{dataset}",
+        counts_layer=dataset_entry("counts_layer"),
+        label_key=dataset_entry("label_key"),
+        preprocess=preprocess_params,
     script:
         "../scripts/preprocess.py"

@@ -5,9 +5,6 @@ rule train:
     output:
         model="results/{dataset}/model.pt",
         log_tsv="results/{dataset}/training_log.tsv",
-    params:
-        model=model_params,
-        train=train_params,
     log:
         "logs/train/{dataset}.log",
     benchmark:
@@ -18,5 +15,8 @@ rule train:
     resources:
         gpu=1,
         mem_mb=16000,
+    params:
+        model=model_params,
+        train=train_params,
     script:
         "../scripts/train.py"

