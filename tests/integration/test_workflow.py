@@ -159,7 +159,7 @@ def test_default_dataset_is_fetched_and_verified(tmp_path):
     write_config(tmp_path, {"datasets": {"pbmc3k": {"source": "10x_pbmc3k"}}})
     snakemake(tmp_path, "results/downloads/10x_pbmc3k.h5ad")
     path = tmp_path / "results" / "downloads" / "10x_pbmc3k.h5ad"
-    assert sha256sum(path) == SOURCES["10x_pbmc3k"]["sha256"]
+    assert sha256sum(path) == SOURCES["10x_pbmc3k"]["members"]["pbmc3k"][1]
     adata = ad.read_h5ad(path, backed="r")
     assert adata.shape == (2700, 32738)
     assert not list((tmp_path / "results" / "downloads" / "cache").glob(".*tmp*"))

