@@ -78,3 +78,25 @@ def test_trains_on_gpu(counts):
     model, history = fit(counts, **MODEL, **TRAIN, device=resolve_device("auto"))
     assert np.isfinite(history["loss"]).all()
     assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("layout", ["scipy", "csr"])
+def test_sparse_layouts_give_the_dense_batches(counts, layout):
+    from train import CountBatches
+
+    device = torch.device("cpu")
+    dense = CountBatches(counts, device, "dense")
+    other = CountBatches(counts, device, layout)
+    order = torch.randperm(counts.shape[0], generator=torch.Generator().manual_seed(5))
+    got = list(other.epoch(order, 64))
+    want = list(dense.epoch(order, 64))
+    assert len(got) == len(want) == counts.shape[0] // 64
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+
+
+def test_sparse_layout_trains_identically(counts):
+    a, ha = fit(counts, **MODEL, **TRAIN, layout="dense")
+    b, hb = fit(counts, **MODEL, **TRAIN, layout="csr")
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k

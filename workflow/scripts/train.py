@@ -42,6 +42,88 @@ def seed_everything(seed: int, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True)
 
 
+#: On the CPU, matrices up to this size are densified once; larger ones stay sparse.
+CPU_DENSE_LIMIT_BYTES = 2 << 30
+#: On CUDA, the dense matrix may take up to this fraction of the free device memory.
+CUDA_DENSE_FRACTION = 0.5
+
+
+class CountBatches:
+    """The count matrix on the training device, served as random-permutation batches.
+
+    Three layouts, chosen by size and device:
+    - ``dense``: one cells x genes float32 tensor; a batch is a row gather.
+    - ``scipy`` (CPU, too big to densify): the CSR matrix stays in host memory; each
+      batch's rows are sliced and densified (only ``batch_size`` rows ever are).
+    - ``csr`` (CUDA, too big to densify): CSR arrays on the device. Each epoch permutes
+      the rows once on the device; batches are then contiguous nnz ranges whose bounds
+      are known on the host, so densifying a batch never waits for the device.
+    Every layout yields the same batches for the same permutation.
+    """
+
+    def __init__(self, counts, device: torch.device, layout: str = "auto"):
+        self.device = device
+        self.n_cells, self.n_genes = counts.shape
+        if layout == "auto":
+            layout = self.choose_layout(counts.shape, device)
+        self.layout = layout
+        if layout == "dense":
+            dense = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+            self.data = torch.as_tensor(dense, dtype=torch.float32, device=device)
+            return
+        csr = sp.csr_matrix(counts, dtype=np.float32)
+        csr.sort_indices()
+        if layout == "scipy":
+            self.csr = csr
+        elif layout == "csr":
+            self.crow = torch.as_tensor(csr.indptr.astype(np.int64), device=device)
+            self.col = torch.as_tensor(csr.indices.astype(np.int64), device=device)
+            self.val = torch.as_tensor(csr.data, device=device)
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+
+    @staticmethod
+    def choose_layout(shape, device: torch.device) -> str:
+        nbytes = 4 * shape[0] * shape[1]
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return "dense" if nbytes <= CUDA_DENSE_FRACTION * free else "csr"
+        return "dense" if nbytes <= CPU_DENSE_LIMIT_BYTES else "scipy"
+
+    def epoch(self, order: torch.Tensor, batch_size: int):
+        """Yield the full batches of one epoch, cells taken in ``order``."""
+        n_batches = self.n_cells // batch_size
+        if self.layout == "dense":
+            for b in range(n_batches):
+                yield self.data[order[b * batch_size:(b + 1) * batch_size]]
+        elif self.layout == "scipy":
+            order = order.cpu().numpy()
+            for b in range(n_batches):
+                block = self.csr[order[b * batch_size:(b + 1) * batch_size]].toarray()
+                yield torch.from_numpy(block)
+        else:
+            crow, col, val = self.permuted(order)
+            bounds = crow.cpu()  # one transfer per epoch
+            rows = torch.arange(batch_size, device=self.device)
+            for b in range(n_batches):
+                lo, hi = int(bounds[b * batch_size]), int(bounds[(b + 1) * batch_size])
+                lengths = crow[b * batch_size + 1:(b + 1) * batch_size + 1] - crow[b * batch_size:(b + 1) * batch_size]
+                row_ids = torch.repeat_interleave(rows, lengths, output_size=hi - lo)
+                batch = torch.zeros(batch_size, self.n_genes, device=self.device)
+                batch[row_ids, col[lo:hi]] = val[lo:hi]
+                yield batch
+
+    def permuted(self, order: torch.Tensor):
+        """CSR arrays (crow, col, val) of the rows taken in ``order``, on the device."""
+        lengths = (self.crow[1:] - self.crow[:-1])[order]
+        crow = torch.zeros(self.n_cells + 1, dtype=torch.int64, device=self.device)
+        torch.cumsum(lengths, 0, out=crow[1:])
+        nnz = self.val.numel()
+        row_of = torch.repeat_interleave(torch.arange(self.n_cells, device=self.device), lengths, output_size=nnz)
+        src = self.crow[:-1][order][row_of] + (torch.arange(nnz, device=self.device) - crow[row_of])
+        return crow, self.col[src], self.val[src]
+
+
 def fit(
     counts,
     *,
@@ -59,6 +141,7 @@ def fit(
     seed: int = 0,
     device: str | torch.device = "cpu",
     on_epoch=None,
+    layout: str = "auto",
 ):
     """Train a VAE on a cells x genes count matrix (dense or scipy sparse).
 
@@ -67,6 +150,7 @@ def fit(
     over the epoch's batches, weighted as in the objective). Batches are random
     permutations of the cells; the last incomplete batch of an epoch is dropped so every
     step sees ``batch_size`` cells. ``on_epoch(row)`` is called after each epoch.
+    ``layout`` says how the counts are held (see CountBatches); all give the same result.
     """
     device = torch.device(device) if isinstance(device, str) else device
     n_cells, n_genes = counts.shape
@@ -75,8 +159,7 @@ def fit(
             f"{n_cells} cells is fewer than one batch (train.batch_size={batch_size}); lower batch_size."
         )
     seed_everything(seed, device)
-    dense = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
-    data = torch.as_tensor(dense, dtype=torch.float32, device=device)
+    data = CountBatches(counts, device, layout)
     model = VAE(n_genes, hidden_dim, latent_dim, i_dim).to(device)
     model.train()
     fused = device.type == "cuda"
@@ -90,8 +173,7 @@ def fit(
         start = time.perf_counter()
         totals = torch.zeros(len(LOSS_TERMS), device=device)
         order = torch.randperm(n_cells, device=device, generator=generator)
-        for b in range(n_batches):
-            batch = data[order[b * batch_size:(b + 1) * batch_size]]
+        for batch in data.epoch(order, batch_size):
             terms = ivae_loss(model, batch, weights, n_cells)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
