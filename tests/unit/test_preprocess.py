@@ -6,12 +6,34 @@ from common_io import InputError
 from preprocess import preprocess
 
 PARAMS = dict(min_genes=50, min_cells=3, max_genes=None, max_pct_mt=None, mt_prefix="MT-",
-              n_top_genes=300, hvg_flavor="seurat_v3", target_sum=1e4)
+              n_top_genes=300, target_sum=1e4)
 
 
 @pytest.fixture(scope="module")
 def result(pbmc68k_counts):
-    return preprocess(pbmc68k_counts, **PARAMS)
+    return preprocess(pbmc68k_counts.copy(), **PARAMS)
+
+
+def test_matches_scanpy(pbmc68k_counts, result):
+    """The memory-lean steps give scanpy's QC metrics, HVGs and normalisation."""
+    import scanpy as sc
+
+    ref = pbmc68k_counts.copy()
+    ref.var["mt"] = ref.var_names.str.startswith("MT-")
+    sc.pp.calculate_qc_metrics(ref, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
+    ref = ref[ref.obs["n_genes_by_counts"] >= 50].copy()
+    sc.pp.filter_genes(ref, min_cells=3)
+    ref.layers["counts"] = ref.X.copy()
+    sc.pp.highly_variable_genes(ref, n_top_genes=300, flavor="seurat_v3", layer="counts")
+    sc.pp.normalize_total(ref, target_sum=1e4)
+    sc.pp.log1p(ref)
+    ref = ref[:, ref.var["highly_variable"]]
+    assert list(result.var_names) == list(ref.var_names)
+    assert list(result.obs_names) == list(ref.obs_names)
+    for column in ("n_genes_by_counts", "total_counts", "pct_counts_mt"):
+        np.testing.assert_allclose(result.obs[column], ref.obs[column], rtol=1e-6)
+    np.testing.assert_allclose(result.var["variances_norm"], ref.var["variances_norm"], rtol=1e-6)
+    np.testing.assert_allclose(result.X.toarray(), ref.X.toarray(), rtol=1e-5, atol=1e-6)
 
 
 def test_contract(result, pbmc68k_counts):
@@ -39,21 +61,26 @@ def test_hvgs_are_the_most_variable(result, pbmc68k_counts):
 
 
 def test_fewer_genes_than_requested_keeps_all(pbmc68k_counts):
-    out = preprocess(pbmc68k_counts, **{**PARAMS, "n_top_genes": 5000})
+    out = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "n_top_genes": 5000})
     assert out.n_vars == (np.asarray((pbmc68k_counts.X > 0).sum(0)).ravel() >= 3).sum()
 
 
 def test_qc_thresholds_filter(pbmc68k_counts):
-    strict = preprocess(pbmc68k_counts, **{**PARAMS, "min_genes": 250, "max_genes": 400})
+    strict = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "min_genes": 250, "max_genes": 400})
     n_genes = strict.obs["n_genes_by_counts"]
     assert (n_genes >= 250).all() and (n_genes <= 400).all()
 
 
 def test_no_cells_left_is_a_clear_error(pbmc68k_counts):
     with pytest.raises(InputError, match="dataset 'tiny': no cells left after QC"):
-        preprocess(pbmc68k_counts, dataset="tiny", **{**PARAMS, "min_genes": 100000})
+        preprocess(pbmc68k_counts.copy(), dataset="tiny", **{**PARAMS, "min_genes": 100000})
+
+
+def test_keep_raw_false_drops_raw(pbmc68k_counts):
+    out = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "keep_raw": False})
+    assert out.raw is None and "counts" in out.layers
 
 
 def test_no_genes_left_is_a_clear_error(pbmc68k_counts):
     with pytest.raises(InputError, match="no genes left after QC"):
-        preprocess(pbmc68k_counts, dataset="tiny", **{**PARAMS, "min_cells": 100000})
+        preprocess(pbmc68k_counts.copy(), dataset="tiny", **{**PARAMS, "min_cells": 100000})

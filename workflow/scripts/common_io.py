@@ -67,29 +67,29 @@ def write_h5ad(adata, path) -> None:
         adata.write_h5ad(tmp, compression="gzip")
 
 
-def check_counts(X, *, what: str) -> None:
+def check_counts(X, *, what: str, chunk: int = 1 << 24) -> None:
     """Raise InputError unless X holds finite, non-negative integer counts.
 
-    ``what`` names the dataset and file for the message.
+    ``what`` names the dataset and file for the message. Checks the stored values in
+    chunks, so an atlas needs no full-size temporary arrays.
     """
-    values = X.data if sp.issparse(X) else np.asarray(X)
-    if values.size == 0:
-        return
-    if not np.all(np.isfinite(values)):
-        n = int(np.size(values) - np.isfinite(values).sum())
-        raise InputError(f"{what}: the count matrix holds {n} NaN or infinite values.")
-    if values.min() < 0:
-        raise InputError(
-            f"{what}: the count matrix holds negative values (min {values.min():g}); "
-            "raw UMI counts are needed (set counts_layer to the layer that holds them)."
-        )
-    frac = values != np.rint(values)
-    if frac.any():
-        example = values[frac][0]
-        raise InputError(
-            f"{what}: the count matrix holds non-integer values (e.g. {example:g}), so it is "
-            "not raw counts (log-normalised data?). Point counts_layer at the raw counts."
-        )
+    values = (X.data if sp.issparse(X) else np.asarray(X)).reshape(-1)
+    for lo in range(0, values.size, chunk):
+        part = values[lo:lo + chunk]
+        finite = np.isfinite(part)
+        if not finite.all():
+            raise InputError(f"{what}: the count matrix holds NaN or infinite values.")
+        if part.min() < 0:
+            raise InputError(
+                f"{what}: the count matrix holds negative values (min {part.min():g}); "
+                "raw UMI counts are needed (set counts_layer to the layer that holds them)."
+            )
+        frac = part != np.rint(part)
+        if frac.any():
+            raise InputError(
+                f"{what}: the count matrix holds non-integer values (e.g. {part[frac][0]:g}), so it is "
+                "not raw counts (log-normalised data?). Point counts_layer at the raw counts."
+            )
 
 
 def read_counts(path: str | os.PathLike, *, counts_layer: str | None = None, dataset: str = "dataset"):
@@ -134,11 +134,27 @@ def read_counts(path: str | os.PathLike, *, counts_layer: str | None = None, dat
     adata.raw = None
     X = adata.X
     X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
-    adata.X = X.astype(np.float32)
+    adata.X = X.astype(np.float32, copy=False)
     check_counts(adata.X, what=what)
     adata.var_names_make_unique()
     adata.obs_names_make_unique()
     return adata
+
+
+def read_counts_layer(path, with_obs: bool = False):
+    """Only what training needs from preprocessed.h5ad: (counts CSR, gene names[, obs]).
+
+    Reads ``layers/counts``, ``var`` (and ``obs``) alone, not X or .raw, so an atlas
+    costs only its highly-variable-gene counts in memory.
+    """
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        counts = sp.csr_matrix(read_elem(f["layers/counts"]))
+        genes = read_elem(f["var"]).index
+        obs = read_elem(f["obs"]) if with_obs else None
+    return (counts, genes, obs) if with_obs else (counts, genes)
 
 
 def save_checkpoint(path, model, *, gene_names, model_params: dict, train_params: dict, extra: dict | None = None):

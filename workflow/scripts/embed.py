@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common_io import InputError, atomic_path, load_checkpoint, log, setup_logging, write_h5ad
+from common_io import InputError, atomic_path, load_checkpoint, log, read_counts_layer, setup_logging, write_h5ad
 
 
 def embed(model, counts, *, batch_size: int = 4096, device: str | torch.device = "cpu"):
@@ -39,16 +39,15 @@ def main(snakemake) -> None:
 
     setup_logging(snakemake.log[0])
     torch.set_num_threads(snakemake.threads)
-    adata = ad.read_h5ad(snakemake.input.data)
+    counts, genes, obs = read_counts_layer(snakemake.input.data, with_obs=True)
     model, ckpt = load_checkpoint(snakemake.input.model)
-    genes = list(map(str, adata.var_names))
-    if genes != ckpt["gene_names"]:
+    if list(map(str, genes)) != ckpt["gene_names"]:
         raise InputError(
             f"{snakemake.input.model} was trained on other genes than {snakemake.input.data} holds; rerun training."
         )
-    latent, interp, after = embed(model, adata.layers["counts"], batch_size=snakemake.params.batch_size)
-    log.info("embedded %d cells: latent %s, interpretative %s", adata.n_obs, latent.shape, interp.shape)
-    out = ad.AnnData(obs=adata.obs.copy())
+    latent, interp, after = embed(model, counts, batch_size=snakemake.params.batch_size)
+    log.info("embedded %d cells: latent %s, interpretative %s", counts.shape[0], latent.shape, interp.shape)
+    out = ad.AnnData(obs=obs)
     out.obsm["X_ivae"] = latent
     out.obsm["X_ivae_interp"] = interp
     out.obsm["X_ivae_ld"] = after

@@ -4,15 +4,43 @@ Output contract (results/{dataset}/preprocessed.h5ad):
 - cells that pass QC, the highly variable genes;
 - ``layers["counts"]``: raw integer counts (what the iVAE models);
 - ``X``: log1p of counts normalised to ``target_sum`` per cell (library size over all genes);
-- ``.raw``: the same log-normalised values for every gene that passed QC (for markers);
+- ``.raw`` (unless ``keep_raw`` is false): the log-normalised values of every gene that
+  passed QC (for marker genes);
 - ``obs``: the input's columns plus scanpy's QC metrics; ``uns["preprocess"]``: parameters.
 """
 
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from common_io import InputError, log, read_counts, setup_logging, write_h5ad
+
+
+def qc_metrics(X: sp.csr_matrix, mt_mask: np.ndarray) -> pd.DataFrame:
+    """Per-cell QC with scanpy's column names, computed without copying X."""
+    total = np.asarray(X.sum(axis=1)).ravel()
+    total_mt = np.asarray(X[:, np.flatnonzero(mt_mask)].sum(axis=1)).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct_mt = np.where(total > 0, 100 * total_mt / total, 0.0)
+    return pd.DataFrame({
+        "n_genes_by_counts": np.diff(X.indptr),
+        "total_counts": total,
+        "total_counts_mt": total_mt,
+        "pct_counts_mt": pct_mt,
+    })
+
+
+def log_normalise_inplace(X: sp.csr_matrix, target_sum: float) -> None:
+    """X.data <- log1p(x / cell total * target_sum), row by row chunks, in place."""
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    scale = np.divide(target_sum, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
+    step = 1 << 16
+    for lo in range(0, X.shape[0], step):
+        hi = min(lo + step, X.shape[0])
+        a, b = X.indptr[lo], X.indptr[hi]
+        X.data[a:b] *= np.repeat(scale[lo:hi], np.diff(X.indptr[lo:hi + 1])).astype(X.data.dtype)
+        np.log1p(X.data[a:b], out=X.data[a:b])
 
 
 def preprocess(
@@ -24,67 +52,84 @@ def preprocess(
     max_pct_mt: float | None,
     mt_prefix: str,
     n_top_genes: int,
-    hvg_flavor: str,
     target_sum: float,
+    keep_raw: bool = True,
     dataset: str = "dataset",
 ):
-    """AnnData of raw counts in X -> the preprocessed AnnData described in the module doc.
+    """AnnData of raw counts (CSR) in X -> the preprocessed AnnData of the module doc.
 
-    Raises InputError when no cells or no genes are left after QC.
+    Memory-lean for atlases: the input's X is consumed (log-normalised in place), and
+    no step holds more than two copies of the cells x genes matrix. Highly variable genes
+    are scanpy's ``seurat_v3`` (variance-stabilised raw counts). Raises InputError when no
+    cells or no genes are left after QC.
     """
+    import anndata as ad
     import scanpy as sc
 
-    adata = adata.copy()
-    adata.var["mt"] = adata.var_names.str.startswith(mt_prefix)
-    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
-    n0_cells, n0_genes = adata.shape
-
-    keep = adata.obs["n_genes_by_counts"].to_numpy() >= min_genes
+    X = adata.X if sp.isspmatrix_csr(adata.X) or isinstance(adata.X, sp.csr_array) else sp.csr_matrix(adata.X)
+    obs, var = adata.obs, adata.var.copy()
+    del adata
+    n0_cells, n0_genes = X.shape
+    var["mt"] = var.index.str.startswith(mt_prefix)
+    qc = qc_metrics(X, var["mt"].to_numpy())
+    keep = qc["n_genes_by_counts"].to_numpy() >= min_genes
     if max_genes is not None:
-        keep &= adata.obs["n_genes_by_counts"].to_numpy() <= max_genes
+        keep &= qc["n_genes_by_counts"].to_numpy() <= max_genes
     if max_pct_mt is not None:
-        keep &= adata.obs["pct_counts_mt"].to_numpy() <= max_pct_mt
-    adata = adata[keep].copy()
+        keep &= qc["pct_counts_mt"].to_numpy() <= max_pct_mt
     log.info("QC: kept %d of %d cells (min_genes=%s, max_genes=%s, max_pct_mt=%s; %d %s* genes)",
-             adata.n_obs, n0_cells, min_genes, max_genes, max_pct_mt, int(adata.var["mt"].sum()), mt_prefix)
-    if adata.n_obs == 0:
+             keep.sum(), n0_cells, min_genes, max_genes, max_pct_mt, int(var["mt"].sum()), mt_prefix)
+    if not keep.any():
         raise InputError(f"dataset '{dataset}': no cells left after QC "
                          f"(min_genes={min_genes}, max_genes={max_genes}, max_pct_mt={max_pct_mt}); relax preprocess.")
-    sc.pp.filter_genes(adata, min_cells=min_cells)
-    log.info("QC: kept %d of %d genes expressed in >= %d cells", adata.n_vars, n0_genes, min_cells)
-    if adata.n_vars == 0:
+    obs = obs.assign(**{c: qc[c].to_numpy() for c in qc})[keep]
+    if not keep.all():
+        X = X[keep]
+
+    n_cells_by_counts = np.bincount(X.indices, minlength=X.shape[1])
+    genes = n_cells_by_counts >= min_cells
+    log.info("QC: kept %d of %d genes expressed in >= %d cells", genes.sum(), n0_genes, min_cells)
+    if not genes.any():
         raise InputError(f"dataset '{dataset}': no genes left after QC (min_cells={min_cells}); relax preprocess.")
+    if not genes.all():
+        X = X[:, genes]
+    var = var[genes].copy()
+    var["n_cells_by_counts"] = n_cells_by_counts[genes]
+    var["total_counts"] = np.asarray(X.sum(axis=0)).ravel()
 
-    adata.layers["counts"] = adata.X.copy()
-    sc.pp.normalize_total(adata, target_sum=target_sum)
-    sc.pp.log1p(adata)
-    adata.raw = adata
-
-    n_hvg = min(n_top_genes, adata.n_vars)
+    n_hvg = min(n_top_genes, X.shape[1])
     if n_hvg < n_top_genes:
-        log.info("only %d genes pass QC: all of them are used (n_top_genes=%d)", adata.n_vars, n_top_genes)
-        adata.var["highly_variable"] = True
+        log.info("only %d genes pass QC: all of them are used (n_top_genes=%d)", X.shape[1], n_top_genes)
+        var["highly_variable"] = True
     else:
-        hvg_kwargs = {"layer": "counts"} if hvg_flavor in ("seurat_v3", "seurat_v3_paper") else {}
-        sc.pp.highly_variable_genes(adata, n_top_genes=n_hvg, flavor=hvg_flavor, subset=False, **hvg_kwargs)
-    adata = adata[:, adata.var["highly_variable"].to_numpy()].copy()
+        hvg = sc.pp.highly_variable_genes(ad.AnnData(X=X, var=var[[]]), n_top_genes=n_hvg,
+                                          flavor="seurat_v3", inplace=False)
+        for column in ("highly_variable", "highly_variable_rank", "means", "variances", "variances_norm"):
+            var[column] = hvg[column].to_numpy()
+    hvg_idx = np.flatnonzero(var["highly_variable"].to_numpy())
 
-    hvg_total = np.asarray(adata.layers["counts"].sum(axis=1)).ravel()
-    empty = hvg_total == 0
-    if empty.any():
-        log.info("dropping %d cells with no counts in the %d highly variable genes", int(empty.sum()), adata.n_vars)
-        adata = adata[~empty].copy()
-    if adata.n_obs == 0:
+    counts = X[:, hvg_idx].tocsr()
+    empty = np.asarray(counts.sum(axis=1)).ravel() == 0
+    if empty.all():
         raise InputError(f"dataset '{dataset}': no cell has counts in the highly variable genes.")
+    if empty.any():
+        log.info("dropping %d cells with no counts in the %d highly variable genes", empty.sum(), len(hvg_idx))
+        X, counts, obs = X[~empty], counts[~empty], obs[~empty]
 
-    adata.layers["counts"] = sp.csr_matrix(adata.layers["counts"])
-    adata.uns["preprocess"] = {
+    log_normalise_inplace(X, target_sum)  # X: log-normalised, every QC-passed gene
+    out = ad.AnnData(X=X[:, hvg_idx].tocsr(), obs=obs, var=var.iloc[hvg_idx].copy())
+    out.layers["counts"] = counts
+    if keep_raw:
+        out.raw = ad.AnnData(X=X, var=var[[]])
+    del X
+    out.uns["log1p"] = {"base": None}
+    out.uns["preprocess"] = {
         "min_genes": min_genes, "min_cells": min_cells, "max_genes": max_genes if max_genes is not None else "none",
         "max_pct_mt": max_pct_mt if max_pct_mt is not None else "none", "mt_prefix": mt_prefix,
-        "n_top_genes": n_top_genes, "hvg_flavor": hvg_flavor, "target_sum": target_sum,
+        "n_top_genes": n_top_genes, "hvg_flavor": "seurat_v3", "target_sum": target_sum, "keep_raw": keep_raw,
     }
-    log.info("preprocessed: %d cells x %d highly variable genes", adata.n_obs, adata.n_vars)
-    return adata
+    log.info("preprocessed: %d cells x %d highly variable genes", out.n_obs, out.n_vars)
+    return out
 
 
 if "snakemake" in globals():

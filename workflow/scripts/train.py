@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from common_io import InputError, atomic_path, log, save_checkpoint, setup_logging
+from common_io import InputError, atomic_path, log, read_counts_layer, save_checkpoint, setup_logging
 from losses import LOSS_TERMS, LossWeights, ivae_loss
 from model import VAE
 
@@ -160,6 +160,7 @@ def fit(
         )
     seed_everything(seed, device)
     data = CountBatches(counts, device, layout)
+    log.info("counts held as %s on %s", data.layout, device)
     model = VAE(n_genes, hidden_dim, latent_dim, i_dim).to(device)
     model.train()
     fused = device.type == "cuda"
@@ -199,8 +200,6 @@ def format_epoch(row: dict, epochs: int) -> str:
 
 
 def main(snakemake) -> None:
-    import anndata as ad
-
     setup_logging(snakemake.log[0])
     model_params = dict(snakemake.params.model)
     train_params = dict(snakemake.params.train)
@@ -211,10 +210,9 @@ def main(snakemake) -> None:
              f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
              torch.get_num_threads())
 
-    adata = ad.read_h5ad(snakemake.input[0])
-    counts = adata.layers["counts"]
+    counts, genes = read_counts_layer(snakemake.input[0])
     log.info("training on %d cells x %d genes; model %s; train %s",
-             adata.n_obs, adata.n_vars, model_params, train_params)
+             counts.shape[0], counts.shape[1], model_params, train_params)
     model, history = fit(
         counts, **model_params, **train_params, device=device,
         on_epoch=lambda row: log.info("%s", format_epoch(row, train_params["epochs"])),
@@ -222,8 +220,8 @@ def main(snakemake) -> None:
     log.info("done: %d epochs in %.1f s (%.3f s per epoch)", len(history), history["seconds"].sum(),
              history["seconds"].mean())
     save_checkpoint(
-        snakemake.output.model, model, gene_names=adata.var_names, model_params=model_params,
-        train_params={**train_params, "device": str(device)}, extra={"n_cells": adata.n_obs},
+        snakemake.output.model, model, gene_names=genes, model_params=model_params,
+        train_params={**train_params, "device": str(device)}, extra={"n_cells": counts.shape[0]},
     )
     with atomic_path(snakemake.output.log_tsv) as tmp:
         history.to_csv(tmp, sep="\t", index=False)
