@@ -7,7 +7,7 @@ from torch.distributions import NegativeBinomial, Normal, kl_divergence
 
 from losses import (
     LOSS_TERMS, LossWeights, dip_vae_ii_penalty, ivae_loss, kl_normal_standard, log_nb, mmd,
-    nb_reconstruction_loss, rbf_kernel, total_correlation,
+    nb_reconstruction_loss, nb_reconstruction_losses, rbf_kernel, total_correlation,
 )
 from model import VAE
 
@@ -49,6 +49,17 @@ def test_nb_reconstruction_uses_library_size():
     ])
     got = nb_reconstruction_loss(counts, props, library, log_theta).item()
     assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_shared_reconstruction_losses_equal_separate_ones():
+    g = torch.Generator().manual_seed(4)
+    counts = torch.poisson(torch.full((8, 30), 4.0), generator=g)
+    props = [torch.softmax(torch.randn(8, 30, generator=g), -1) for _ in range(2)]
+    library = counts.sum(-1, keepdim=True)
+    log_theta = torch.randn(30, generator=g)
+    shared = nb_reconstruction_losses(counts, props, library, log_theta)
+    for p, got in zip(props, shared):
+        torch.testing.assert_close(got, nb_reconstruction_loss(counts, p, library, log_theta))
 
 
 def test_kl_matches_torch_distributions():

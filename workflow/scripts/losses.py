@@ -51,6 +51,28 @@ def nb_reconstruction_loss(
     return -log_nb(counts, mu, torch.exp(log_theta)).sum(-1).mean()
 
 
+def nb_reconstruction_losses(counts, proportions: list, library_size, log_theta) -> list:
+    """``[nb_reconstruction_loss(counts, p, library_size, log_theta) for p in proportions]``,
+    sharing the work that does not depend on the mean.
+
+    log NB = [lgamma(x + theta) - lgamma(theta) - lgamma(x + 1) + theta log theta]
+             - (theta + x) log(theta + mu) + x log mu
+    The bracket depends on the counts and theta only, so the iVAE's two reconstructions
+    (pred_x and pred_xl, same counts, same theta) compute its lgamma terms once.
+    """
+    theta = torch.exp(log_theta)
+    shared = (
+        (torch.lgamma(counts + theta) - torch.lgamma(counts + 1)).sum(-1)
+        + (theta * torch.log(theta + EPS) - torch.lgamma(theta)).sum()
+    )
+    losses = []
+    for p in proportions:
+        mu = p * library_size
+        per_cell = (counts * torch.log(mu + EPS) - (theta + counts) * torch.log(theta + mu + EPS)).sum(-1)
+        losses.append(-(shared + per_cell).mean())
+    return losses
+
+
 def kl_normal_standard(q_m: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """E_batch[KL(N(q_m, scale^2) || N(0, I))], summed over latent components.
 
@@ -140,11 +162,11 @@ def ivae_loss(model, counts: torch.Tensor, weights: LossWeights, n_cells: int) -
     log_theta = model.decoder.disp
     zero = counts.new_zeros(())
 
-    terms = {"recon": nb_reconstruction_loss(counts, pred_x, library_size, log_theta)}
-    terms["irecon"] = (
-        weights.irecon * nb_reconstruction_loss(counts, pred_xl, library_size, log_theta)
-        if weights.irecon else zero
-    )
+    if weights.irecon:
+        recon, irecon = nb_reconstruction_losses(counts, [pred_x, pred_xl], library_size, log_theta)
+        terms = {"recon": recon, "irecon": weights.irecon * irecon}
+    else:
+        terms = {"recon": nb_reconstruction_losses(counts, [pred_x], library_size, log_theta)[0], "irecon": zero}
     terms["kl"] = weights.beta * kl_normal_standard(q_m, scale) if weights.beta else zero
     terms["dip"] = weights.dip * dip_vae_ii_penalty(q_m, scale) if weights.dip else zero
     terms["tc"] = weights.tc * total_correlation(q_z, q_m, scale, n_cells) if weights.tc else zero

@@ -163,8 +163,8 @@ def fit(
     log.info("counts held as %s on %s", data.layout, device)
     model = VAE(n_genes, hidden_dim, latent_dim, i_dim).to(device)
     model.train()
-    fused = device.type == "cuda"
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
+    # Fused Adam: one kernel for all parameters, on the CPU as on CUDA.
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     weights = LossWeights(beta=beta, irecon=irecon, dip=dip, tc=tc, info=info)
     generator = torch.Generator(device=device).manual_seed(seed)
     n_batches = n_cells // batch_size
