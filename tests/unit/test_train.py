@@ -100,3 +100,18 @@ def test_sparse_layout_trains_identically(counts):
     b, hb = fit(counts, **MODEL, **TRAIN, layout="csr")
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_compiled_loss_trains_like_eager(counts, monkeypatch):
+    """torch.compile changes the speed, not the maths: same losses to float tolerance.
+
+    Inductor draws its own random numbers by default; ``fallback_random`` makes it use
+    eager's generator, so both runs sample the same latents.
+    """
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    torch._dynamo.reset()
+    _, eager = fit(counts, **MODEL, **{**TRAIN, "epochs": 2}, compile_loss=False)
+    _, compiled = fit(counts, **MODEL, **{**TRAIN, "epochs": 2}, compile_loss=True)
+    np.testing.assert_allclose(compiled[list(LOSS_TERMS)].to_numpy(), eager[list(LOSS_TERMS)].to_numpy(), rtol=1e-3)

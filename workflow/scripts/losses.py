@@ -56,19 +56,19 @@ def nb_reconstruction_losses(counts, proportions: list, library_size, log_theta)
     sharing the work that does not depend on the mean.
 
     log NB = [lgamma(x + theta) - lgamma(theta) - lgamma(x + 1) + theta log theta]
-             - (theta + x) log(theta + mu) + x log mu
+             - theta log(theta + mu) + x (log mu - log(theta + mu))
     The bracket depends on the counts and theta only, so the iVAE's two reconstructions
-    (pred_x and pred_xl, same counts, same theta) compute its lgamma terms once.
+    (pred_x and pred_xl: same counts, same theta) compute its lgamma terms once.
     """
     theta = torch.exp(log_theta)
-    shared = (
-        (torch.lgamma(counts + theta) - torch.lgamma(counts + 1)).sum(-1)
-        + (theta * torch.log(theta + EPS) - torch.lgamma(theta)).sum()
-    )
+    shared = (torch.lgamma(counts + theta) - torch.lgamma(counts + 1)).sum(-1) + (
+        theta * torch.log(theta + EPS) - torch.lgamma(theta)
+    ).sum()
     losses = []
     for p in proportions:
         mu = p * library_size
-        per_cell = (counts * torch.log(mu + EPS) - (theta + counts) * torch.log(theta + mu + EPS)).sum(-1)
+        log_theta_mu = torch.log(theta + mu + EPS)
+        per_cell = (counts * (torch.log(mu + EPS) - log_theta_mu) - theta * log_theta_mu).sum(-1)
         losses.append(-(shared + per_cell).mean())
     return losses
 
