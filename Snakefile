@@ -14,6 +14,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/metrics.smk"
 
 
 rule all:

@@ -103,6 +103,22 @@ def test_figures_are_real(run):
         assert img.shape[0] > 600 and img[..., :3].std() > 0.1
 
 
+def test_metrics_table(run):
+    workdir, _ = run
+    labelled = pd.read_csv(workdir / "results" / "pbmc68k" / "metrics.tsv", sep="\t")
+    assert list(labelled.columns) == ["method", "NMI", "ARI", "ASW", "CH", "DB", "corr_score", "reference"]
+    assert list(labelled["method"]) == ["iVAE", "VAE", "PCA", "ICA", "NMF", "FA"]
+    assert set(labelled["reference"]) == {"labels"}
+    values = labelled[["NMI", "ARI", "ASW", "CH", "DB", "corr_score"]].to_numpy()
+    assert np.isfinite(values).all()
+    assert ((labelled["NMI"] > 0) & (labelled["NMI"] <= 1)).all()
+    assert (labelled["corr_score"] >= 0).all() and (labelled["corr_score"] <= 7).all()  # latent_dim - 1
+    unlabelled = pd.read_csv(workdir / "results" / "small10x" / "metrics.tsv", sep="\t")
+    assert set(unlabelled["reference"]) == {"clusters"}
+    vae = pd.read_csv(workdir / "results" / "pbmc68k" / "vae" / "training_log.tsv", sep="\t")
+    assert (vae["irecon"] == 0).all() and len(vae) == 25
+
+
 def test_per_dataset_overrides_and_10x_input(run):
     workdir, _ = run
     res = workdir / "results" / "small10x"

@@ -64,6 +64,16 @@ def final_outputs():
             "results/{dataset}/embedding.h5ad",
             "results/{dataset}/figures/latent_correlation.pdf",
             "results/{dataset}/figures/latent_correlation.png",
+            "results/{dataset}/metrics.tsv",
         ],
         dataset=DATASETS,
     )
+
+
+def vae_train_params(wildcards):
+    """The dataset's training parameters with irecon = 0: the plain-VAE baseline."""
+    return {**train_params(wildcards), "irecon": 0.0}
+
+
+def seed_param(wildcards):
+    return train_params(wildcards)["seed"]

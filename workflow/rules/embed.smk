@@ -20,3 +20,17 @@ rule embed:
         batch_size=4096,
     script:
         "../scripts/embed.py"
+
+
+use rule embed as embed_vae with:
+    input:
+        data="results/{dataset}/preprocessed.h5ad",
+        model="results/{dataset}/vae/model.pt",
+    output:
+        h5ad="results/{dataset}/vae/embedding.h5ad",
+        latent="results/{dataset}/vae/latent.npy",
+        iembed="results/{dataset}/vae/iembed.npy",
+    log:
+        "logs/embed_vae/{dataset}.log",
+    benchmark:
+        "benchmarks/embed_vae/{dataset}.tsv"

@@ -20,3 +20,18 @@ rule train:
         train=train_params,
     script:
         "../scripts/train.py"
+
+
+use rule train as train_vae with:
+    input:
+        "results/{dataset}/preprocessed.h5ad",
+    output:
+        model="results/{dataset}/vae/model.pt",
+        log_tsv="results/{dataset}/vae/training_log.tsv",
+    log:
+        "logs/train_vae/{dataset}.log",
+    benchmark:
+        "benchmarks/train_vae/{dataset}.tsv"
+    params:
+        model=model_params,
+        train=vae_train_params,

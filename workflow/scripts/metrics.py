@@ -246,6 +246,8 @@ def _read_latent(path, obs_names: pd.Index) -> np.ndarray:
 
 
 def main(snakemake) -> None:
+    import sklearn.cluster  # noqa: F401 - load scikit-learn's OpenMP runtime so that threadpool_limits sees it
+    import sklearn.decomposition  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     setup_logging(snakemake.log[0])
