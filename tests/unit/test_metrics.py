@@ -261,10 +261,17 @@ def test_metrics_table_columns_and_order(lognorm):
 
 
 def _fake_snakemake(tmp_path, data, ivae, vae, label_key):
+    """A stand-in for Snakemake's object; cell_labels.tsv is made by the real function."""
+    import anndata as ad
+
+    from cell_labels import cell_labels
+
+    labels = tmp_path / f"cell_labels_{label_key}.tsv"
+    cell_labels(ad.read_h5ad(data), label_key=label_key, markers=None).to_csv(labels, sep="\t")
     return SimpleNamespace(
-        input=SimpleNamespace(data=str(data), ivae=str(ivae), vae=str(vae)),
+        input=SimpleNamespace(data=str(data), ivae=str(ivae), vae=str(vae), labels=str(labels)),
         output=SimpleNamespace(tsv=str(tmp_path / f"metrics_{label_key}.tsv")),
-        params=SimpleNamespace(label_key=label_key, seed=0),
+        params=SimpleNamespace(seed=0),
         log=[str(tmp_path / f"metrics_{label_key}.log")],
         threads=1,
     )
@@ -297,7 +304,7 @@ def test_main_writes_table(lognorm, tmp_path):
     row = table.set_index("method")
     assert row.loc["iVAE", "ARI"] > 0.3 > row.loc["VAE", "ARI"]  # the rows are the right inputs
     log_text = open(snake.log[0]).read()
-    assert "10 of 700 cells have no 'bulk_labels' label" in log_text and "obs['bulk_labels']" in log_text
+    assert "10 of 700 cells have no label" in log_text and "cell-type labels, 10 groups over 690 cells" in log_text
     assert not list(tmp_path.glob(".*tmp*"))
 
     snake = _fake_snakemake(tmp_path, data, paths["ivae"], paths["vae"], None)

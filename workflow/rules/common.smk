@@ -5,7 +5,7 @@ from snakemake.utils import validate
 
 # Per-dataset overrides exactly as the user wrote them: validation below fills schema
 # defaults into every section, overrides included, so the merge must use these copies.
-_SECTIONS = ("preprocess", "model", "train")
+_SECTIONS = ("preprocess", "model", "train", "annotation")
 _OVERRIDES = {
     name: {s: copy.deepcopy(entry.get(s) or {}) for s in _SECTIONS}
     for name, entry in (config.get("datasets") or {}).items()
@@ -47,6 +47,10 @@ def model_params(wildcards):
 
 def train_params(wildcards):
     return dataset_params(wildcards.dataset, "train")
+
+
+def annotation_params(wildcards):
+    return dataset_params(wildcards.dataset, "annotation")
 
 
 def dataset_entry(key):

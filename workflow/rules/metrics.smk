@@ -4,6 +4,7 @@ rule metrics:
         data="results/{dataset}/preprocessed.h5ad",
         ivae="results/{dataset}/embedding.h5ad",
         vae="results/{dataset}/vae/embedding.h5ad",
+        labels="results/{dataset}/cell_labels.tsv",
     output:
         tsv=report(
             "results/{dataset}/metrics.tsv",
@@ -25,3 +26,26 @@ rule metrics:
         seed=seed_param,
     script:
         "../scripts/metrics.py"
+
+
+rule cell_labels:
+    """Leiden clusters, and cell types from labels or marker genes, for figures and metrics."""
+    input:
+        "results/{dataset}/preprocessed.h5ad",
+    output:
+        "results/{dataset}/cell_labels.tsv",
+    log:
+        "logs/cell_labels/{dataset}.log",
+    benchmark:
+        "benchmarks/cell_labels/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        label_key=dataset_entry("label_key"),
+        annotation=annotation_params,
+        seed=seed_param,
+    script:
+        "../scripts/cell_labels.py"

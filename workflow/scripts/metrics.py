@@ -245,37 +245,43 @@ def _read_latent(path, obs_names: pd.Index) -> np.ndarray:
     return np.asarray(emb.obsm["X_ivae"])
 
 
+def read_reference(path, obs_names: pd.Index) -> tuple[np.ndarray, str]:
+    """The metrics' reference from cell_labels.tsv: ``(labels, kind)``.
+
+    The dataset's labels when it has them (kind ``"labels"``; missing ones as None),
+    otherwise the Leiden clusters of the log-normalised data (kind ``"clusters"``), also
+    when the labels are marker-based: those are names given to the same clusters.
+    """
+    table = pd.read_csv(path, sep="\t", index_col="cell", dtype={"cluster": str, "label": str})
+    if not table.index.equals(obs_names):
+        raise InputError(f"{path} holds other cells than the preprocessed data (or in another order); rerun it.")
+    if (table["label_source"] == "labels").all():
+        return table["label"].to_numpy(dtype=object), "labels"
+    return table["cluster"].to_numpy(dtype=object), "clusters"
+
+
 def main(snakemake) -> None:
     import sklearn.cluster  # noqa: F401 - load scikit-learn's OpenMP runtime so that threadpool_limits sees it
     import sklearn.decomposition  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     setup_logging(snakemake.log[0])
-    label_key = snakemake.params.label_key
     seed = int(snakemake.params.seed)
-    resolution = float(getattr(snakemake.params, "resolution", 1.0))
     X, obs = _read_lognorm(snakemake.input.data)
     latents = {"iVAE": _read_latent(snakemake.input.ivae, obs.index),
                "VAE": _read_latent(snakemake.input.vae, obs.index)}
-    if label_key is not None:
-        if label_key not in obs.columns:
-            raise InputError(f"{snakemake.input.data}: label_key '{label_key}' is not an obs column; "
-                             f"its columns are {list(obs.columns)}.")
-        labelled = obs[label_key].notna().to_numpy()
-        if not labelled.all():
-            log.warning("%d of %d cells have no '%s' label: left out of the metrics",
-                        (~labelled).sum(), len(labelled), label_key)
-            X, obs = X[labelled], obs[labelled]
-            latents = {k: v[labelled] for k, v in latents.items()}
+    reference, kind = read_reference(snakemake.input.labels, obs.index)
+    known = pd.notna(reference)
+    if not known.all():
+        log.warning("%d of %d cells have no label: left out of the metrics", (~known).sum(), len(known))
+        X, reference = X[known], reference[known]
+        latents = {k: v[known] for k, v in latents.items()}
+    reference = reference.astype(str)
+    log.info("reference: %s, %d groups over %d cells (from %s)",
+             "cell-type labels" if kind == "labels" else "Leiden clusters of the log-normalised genes",
+             len(np.unique(reference)), len(reference), snakemake.input.labels)
 
     with threadpool_limits(getattr(snakemake, "threads", None)):
-        reference, kind = reference_labels(obs, X, label_key=label_key, seed=seed, resolution=resolution)
-        n_groups = len(np.unique(reference))
-        if kind == "labels":
-            log.info("reference: obs['%s'], %d labels over %d cells", label_key, n_groups, len(reference))
-        else:
-            log.info("reference: no label_key, so Leiden clusters of the log-normalised genes "
-                     "(resolution %g, seed %d): %d clusters over %d cells", resolution, seed, n_groups, len(reference))
         n_components = latents["iVAE"].shape[1]
         log.info("baselines PCA, ICA, NMF, FA with %d components (the iVAE latent_dim) on %d x %d",
                  n_components, *X.shape)

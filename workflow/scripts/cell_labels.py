@@ -1,0 +1,99 @@
+"""Cell labels for colouring figures and as the metrics' reference.
+
+Writes results/{dataset}/cell_labels.tsv, indexed by cell, with columns:
+- ``cluster``: Leiden clusters of the log-normalised highly variable genes (seeded);
+- ``label``: the dataset's ``label_key`` column when it has one; else, when marker genes
+  are configured, each cluster's cell type by marker-gene scores; else the cluster;
+- ``label_source``: ``labels``, ``markers`` or ``clusters``: what ``label`` is.
+
+Marker-based annotation: for every cell type in ``annotation.markers``, scanpy's
+``score_genes`` (mean log-normalised expression of the markers minus that of random
+genes with similar expression) on every QC-passed gene (``.raw``), averaged per cluster.
+Among the cell types whose mean score is positive, a cluster takes the one whose score
+stands out most across clusters (highest z-score of the cluster means); "Unassigned"
+when no score is positive.
+"""
+
+import numpy as np
+import pandas as pd
+
+from common_io import InputError, atomic_path, log, setup_logging
+from metrics import reference_labels
+
+UNASSIGNED = "Unassigned"
+
+
+def annotate_clusters(expr, clusters: np.ndarray, markers: dict, *, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    """Name clusters by marker-gene scores.
+
+    ``expr``: AnnData of log-normalised expression (cells x genes; gene names as
+    var_names). Returns ``(cluster -> cell type, cluster x cell type mean scores)``.
+    Marker genes absent from ``expr`` are skipped; a cell type with none left is dropped.
+    """
+    import scanpy as sc
+
+    expr = expr.copy()
+    present = {}
+    for cell_type, genes in markers.items():
+        found = [g for g in genes if g in expr.var_names]
+        missing = sorted(set(genes) - set(found))
+        if missing:
+            log.warning("markers of %s not in the data: %s", cell_type, ", ".join(missing))
+        if found:
+            present[cell_type] = found
+    if not present:
+        raise InputError("none of the configured marker genes is in the data; check annotation.markers.")
+    scores = pd.DataFrame(index=expr.obs_names)
+    for cell_type, genes in present.items():
+        sc.tl.score_genes(expr, genes, score_name="_score", random_state=seed,
+                          ctrl_size=min(50, expr.n_vars - len(genes)))
+        scores[cell_type] = expr.obs["_score"].to_numpy()
+    means = scores.groupby(pd.Series(clusters, index=scores.index), observed=True).mean()
+    # Compare cell types on one scale: each type's cluster means as z-scores across clusters
+    # (otherwise a type with strongly expressed markers, e.g. NK's GNLY/NKG7, which CD8 T
+    # cells also express, outscores the right one); only types scoring > 0 are candidates.
+    spread = means.std(axis=0, ddof=0).replace(0, 1.0)
+    z = (means - means.mean(axis=0)) / spread
+    names = {c: (z.loc[c][means.loc[c] > 0].idxmax() if (means.loc[c] > 0).any() else UNASSIGNED)
+             for c in means.index}
+    return names, means
+
+
+def cell_labels(adata, *, label_key: str | None, markers: dict | None, seed: int = 0,
+                resolution: float = 1.0) -> pd.DataFrame:
+    """The cell_labels table (see the module doc) for a preprocessed AnnData."""
+    clusters, _ = reference_labels(adata.obs, adata.X, label_key=None, seed=seed, resolution=resolution)
+    table = pd.DataFrame({"cluster": clusters}, index=pd.Index(adata.obs_names, name="cell"))
+    if label_key is not None:
+        if label_key not in adata.obs:
+            raise InputError(f"label_key '{label_key}' is not an obs column; its columns are {list(adata.obs.columns)}.")
+        table["label"] = adata.obs[label_key].astype("string").to_numpy()
+        table["label_source"] = "labels"
+    elif markers:
+        expr = adata.raw.to_adata() if adata.raw is not None else adata
+        names, means = annotate_clusters(expr, clusters, markers, seed=seed)
+        log.info("mean marker scores per cluster:\n%s", means.round(3).to_string())
+        table["label"] = [names[c] for c in clusters]
+        table["label_source"] = "markers"
+    else:
+        table["label"] = clusters
+        table["label_source"] = "clusters"
+    log.info("labels (%s): %s", table["label_source"].iloc[0],
+             table["label"].value_counts(dropna=False).to_dict())
+    return table
+
+
+def main(snakemake) -> None:
+    import anndata as ad
+
+    setup_logging(snakemake.log[0])
+    adata = ad.read_h5ad(snakemake.input[0])
+    annotation = snakemake.params.annotation
+    table = cell_labels(adata, label_key=snakemake.params.label_key, markers=annotation["markers"],
+                        seed=snakemake.params.seed, resolution=annotation["leiden_resolution"])
+    with atomic_path(snakemake.output[0]) as tmp:
+        table.to_csv(tmp, sep="\t")
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
