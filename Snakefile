@@ -15,6 +15,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:

@@ -179,3 +179,30 @@ def test_default_dataset_is_fetched_and_verified(tmp_path):
     adata = ad.read_h5ad(path, backed="r")
     assert adata.shape == (2700, 32738)
     assert not list((tmp_path / "results" / "downloads" / "cache").glob(".*tmp*"))
+
+
+def test_sweep(run):
+    """`snakemake sweep`: one job per (beta, irecon, seed), a summary table and figure."""
+    from matplotlib.image import imread
+
+    workdir, _ = run
+    original = (workdir / "config.yaml").read_text()
+    cfg = yaml.safe_load(original)
+    cfg["datasets"] = {"pbmc68k": cfg["datasets"]["pbmc68k"]}
+    cfg["train"] = {**cfg["train"], "epochs": 5}
+    cfg["sweep"] = {"beta": [1.0, 0.1], "irecon": [5.0], "seeds": [0, 1]}
+    write_config(workdir, cfg)
+    try:
+        snakemake(workdir, "sweep")
+    finally:
+        (workdir / "config.yaml").write_text(original)
+    summary = pd.read_csv(workdir / "results" / "pbmc68k" / "sweep" / "summary.tsv", sep="\t")
+    runs = set(zip(summary["beta"], summary["irecon"], summary["seed"]))
+    assert runs == {(1.0, 5.0, 0), (1.0, 5.0, 1), (0.1, 5.0, 0), (0.1, 5.0, 1), (1.0, 0.0, 0), (1.0, 0.0, 1)}
+    assert np.isfinite(summary[["NMI", "ARI", "ASW", "CH", "DB", "corr_score"]].to_numpy()).all()
+    assert set(summary["reference"]) == {"labels"}
+    vae_log = pd.read_csv(workdir / "results" / "pbmc68k" / "sweep" / "beta1_irecon0_seed1" / "training_log.tsv",
+                          sep="\t")
+    assert len(vae_log) == 5 and (vae_log["irecon"] == 0).all()
+    img = imread(workdir / "results" / "pbmc68k" / "figures" / "sweep.png")
+    assert img.shape[1] > 1500 and img[..., :3].std() > 0.1

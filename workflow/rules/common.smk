@@ -69,6 +69,10 @@ def final_outputs():
             "results/{dataset}/figures/latent_correlation.pdf",
             "results/{dataset}/figures/latent_correlation.png",
             "results/{dataset}/metrics.tsv",
+            "results/{dataset}/figures/metrics.png",
+            "results/{dataset}/figures/umap.png",
+            "results/{dataset}/figures/interpretative_embedding.png",
+            "results/{dataset}/figures/training_curves.png",
         ],
         dataset=DATASETS,
     )
@@ -81,3 +85,38 @@ def vae_train_params(wildcards):
 
 def seed_param(wildcards):
     return train_params(wildcards)["seed"]
+
+
+RUN = "beta{beta}_irecon{irecon}_seed{seed}"
+
+
+def sweep_runs(dataset):
+    """(beta, irecon, seed) of every sweep run of a dataset: one factor at a time."""
+    train = dataset_params(dataset, "train")
+    sweep = config["sweep"]
+    runs = {(b, train["irecon"], s) for b in sweep["beta"] for s in sweep["seeds"]}
+    runs |= {
+        (train["beta"], i, s) for i in [*sweep["irecon"], 0.0] for s in sweep["seeds"]
+    }
+    return sorted(runs)
+
+
+def sweep_run_metrics(wildcards):
+    return [
+        f"results/{wildcards.dataset}/sweep/{RUN.format(beta=f'{b:g}', irecon=f'{i:g}', seed=s)}/metrics.tsv"
+        for b, i, s in sweep_runs(wildcards.dataset)
+    ]
+
+
+def sweep_train_params(wildcards):
+    return {
+        **train_params(wildcards),
+        "beta": float(wildcards.beta),
+        "irecon": float(wildcards.irecon),
+        "seed": int(wildcards.seed),
+    }
+
+
+def sweep_defaults(wildcards):
+    train = train_params(wildcards)
+    return {"beta": train["beta"], "irecon": train["irecon"]}

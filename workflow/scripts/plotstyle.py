@@ -22,6 +22,13 @@ DOUBLE_COLUMN = 183 * MM
 DIVERGING = "RdBu_r"
 #: Okabe-Ito qualitative palette.
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+#: Sequential map for continuous values (perceptually uniform, colour-blind safe).
+SEQUENTIAL = "viridis"
+#: The two models compared throughout (Okabe-Ito vermillion and blue) and grey baselines.
+MODEL_COLORS = {"iVAE": "#D55E00", "VAE": "#0072B2"}
+BASELINE_GREY = "#9A9A9A"
+#: "Before" / "after" the interpretative module (Okabe-Ito blue and vermillion).
+BEFORE_AFTER = ("#0072B2", "#D55E00")
 
 RC = {
     "pdf.fonttype": 42,
@@ -47,6 +54,25 @@ RC = {
 
 def apply() -> None:
     plt.rcParams.update(RC)
+
+
+def categorical_colors(n: int) -> list:
+    """``n`` distinguishable colours for categories (e.g. cell types).
+
+    Okabe-Ito (colour-blind safe) for up to 8 categories. More than 8 cannot all be told
+    apart by colour-blind readers with any palette; the documented fallback is
+    matplotlib's "tab20" with its dark shades first (the first 10 categories get distinct
+    hues, the light partners follow), then "tab20b" and "tab20c", cycling beyond 60.
+    Figures with that many groups should not rely on colour alone (labels on the data).
+    """
+    if n <= len(OKABE_ITO):
+        return OKABE_ITO[:n]
+    from matplotlib.colors import to_hex
+
+    tab20 = list(plt.get_cmap("tab20").colors)
+    pool = [to_hex(c) for c in tab20[0::2] + tab20[1::2]]
+    pool += [to_hex(c) for name in ("tab20b", "tab20c") for c in plt.get_cmap(name).colors]
+    return [pool[i % len(pool)] for i in range(n)]
 
 
 def save(fig, pdf: str | Path, png: str | Path) -> None:

@@ -1,0 +1,211 @@
+"""Figures: the interpretative embedding and UMAPs of the latent, coloured by cell label.
+
+1. The interpretative embedding ``X_ivae_interp`` (first two components), one point per
+   cell, coloured by cell label.
+2. A grid of UMAPs: rows are the iVAE latent z (``X_ivae``) and the latent after the
+   interpretative module (``X_ivae_ld``); columns colour the cells by label and by total
+   counts (log colour scale).
+
+Cell labels come from ``cell_labels.tsv`` (index ``cell``; ``cluster``, ``label``,
+``label_source`` in {labels, markers, clusters}); the legend title says which.
+"""
+
+
+import numpy as np
+import pandas as pd
+
+import plotstyle
+from common_io import log, setup_logging
+
+#: Legend title for each ``label_source`` of cell_labels.tsv.
+LABEL_TITLES = {
+    "labels": "Cell type",
+    "markers": "Cell type (marker-based)",
+    "clusters": "Leiden cluster",
+}
+
+
+def label_title(sources) -> str:
+    """Legend title for the ``label_source`` column (its most common value)."""
+    sources = pd.Series(sources).dropna().astype(str)
+    if sources.empty:
+        return "Cell label"
+    source = sources.value_counts().index[0]
+    return LABEL_TITLES.get(source, "Cell label")
+
+
+def category_order(labels) -> list:
+    """Categories in display order: numerically for cluster ids, else by size (largest first)."""
+    labels = pd.Series(labels).astype(str)
+    counts = labels.value_counts()
+    names = list(counts.index)
+    if all(name.lstrip("-").isdigit() for name in names):
+        return sorted(names, key=int)
+    return sorted(names, key=lambda name: (-counts[name], name))
+
+
+def point_size(n: int) -> float:
+    """Marker area (pt^2) that keeps n points readable without a solid blob."""
+    return float(np.clip(4000.0 / max(n, 1), 0.3, 8.0))
+
+
+def _scatter_by_label(ax, coords, labels, order, colours, *, seed=0):
+    """Scatter cells coloured by label, in a random (seeded) order so no group hides another."""
+    labels = np.asarray(labels).astype(str)
+    perm = np.random.default_rng(seed).permutation(len(labels))
+    lut = dict(zip(order, colours))
+    ax.scatter(coords[perm, 0], coords[perm, 1], c=[lut[lab] for lab in labels[perm]],
+               s=point_size(len(labels)), lw=0, rasterized=True)
+
+
+def _label_handles(order, colours, labels):
+    from matplotlib.lines import Line2D
+
+    counts = pd.Series(np.asarray(labels).astype(str)).value_counts()
+    return [Line2D([], [], ls="", marker="o", ms=4, mew=0, color=colour, label=f"{name} ({counts[name]:,})")
+            for name, colour in zip(order, colours)]
+
+
+def _legend_columns(n: int) -> int:
+    return 1 if n <= 16 else int(np.ceil(n / 16))
+
+
+def _style_axes(ax, xlabel, ylabel):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+
+
+def plot_interpretative(interp: np.ndarray, labels, *, label_title: str, dataset: str, pdf, png) -> list:
+    """Scatter of the interpretative embedding coloured by cell label; return the legend order."""
+    import matplotlib.pyplot as plt
+
+    plotstyle.apply()
+    interp = np.asarray(interp, dtype=np.float64)
+    if interp.ndim == 1:
+        interp = interp[:, None]
+    n, k = interp.shape
+    labels = np.asarray(labels).astype(str)
+    order = category_order(labels)
+    colours = plotstyle.categorical_colors(len(order))
+    fig, ax = plt.subplots(figsize=(plotstyle.SINGLE_COLUMN, plotstyle.SINGLE_COLUMN * 0.78), layout="constrained")
+    if k >= 2:
+        _scatter_by_label(ax, interp[:, :2], labels, order, colours)
+        ax.set_xlabel("Interpretative component 1")
+        ax.set_ylabel("Interpretative component 2")
+        what = "first two of " if k > 2 else ""
+        ax.set_title(f"{dataset}: interpretative embedding\n({what}{k} components, n = {n:,} cells)")
+    else:  # one component: a strip per label
+        rows = {name: i for i, name in enumerate(order)}
+        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, n)
+        y = np.array([rows[lab] for lab in labels]) + jitter
+        _scatter_by_label(ax, np.column_stack([interp[:, 0], y]), labels, order, colours)
+        ax.set_yticks(range(len(order)), order)
+        ax.invert_yaxis()
+        ax.set_xlabel("Interpretative component 1")
+        ax.set_ylabel(label_title)
+        ax.set_title(f"{dataset}: interpretative embedding\n(1 component, n = {n:,} cells)")
+    ax.tick_params(length=2)
+    ax.legend(handles=_label_handles(order, colours, labels), title=label_title, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), frameon=False, handletextpad=0.1, borderaxespad=0,
+              ncols=_legend_columns(len(order)), columnspacing=0.6, title_fontsize=6)
+    plotstyle.save(fig, pdf, png)
+    return order
+
+
+def umap_coordinates(latent: np.ndarray, *, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """2-D UMAP of ``latent`` (cells x components): scanpy neighbours + UMAP, seeded."""
+    import anndata as ad
+    import scanpy as sc
+
+    latent = np.asarray(latent, dtype=np.float32)
+    adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(latent.shape[0])]))
+    adata.obsm["X_rep"] = latent
+    sc.pp.neighbors(adata, use_rep="X_rep", n_neighbors=min(n_neighbors, latent.shape[0] - 1), random_state=seed)
+    sc.tl.umap(adata, random_state=seed)
+    return np.asarray(adata.obsm["X_umap"])
+
+
+def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: str, pdf, png) -> list:
+    """Grid of UMAPs: one row per representation, coloured by label (left) and total counts (right).
+
+    Returns the legend order of the labels.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    plotstyle.apply()
+    labels = np.asarray(labels).astype(str)
+    counts = np.asarray(total_counts, dtype=np.float64)
+    order = category_order(labels)
+    colours = plotstyle.categorical_colors(len(order))
+    n_rows = len(umaps)
+    positive = counts[counts > 0]
+    norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
+    perm = np.random.default_rng(0).permutation(len(counts))
+
+    width = plotstyle.DOUBLE_COLUMN
+    fig = plt.figure(figsize=(width, width * 0.42 * n_rows), layout="constrained")
+    left, right = fig.subfigures(1, 2, wspace=0.02, width_ratios=[1.12, 1])
+    axes_l = left.subplots(n_rows, 1, squeeze=False)[:, 0]
+    axes_r = right.subplots(n_rows, 1, squeeze=False)[:, 0]
+    image = None
+    for ax_l, ax_r, (name, coords) in zip(axes_l, axes_r, umaps.items()):
+        coords = np.asarray(coords)
+        _scatter_by_label(ax_l, coords, labels, order, colours)
+        image = ax_r.scatter(coords[perm, 0], coords[perm, 1], c=np.clip(counts[perm], norm.vmin, None) if norm else
+                             counts[perm], cmap=plotstyle.SEQUENTIAL, norm=norm, s=point_size(len(counts)), lw=0,
+                             rasterized=True)
+        for ax in (ax_l, ax_r):
+            ax.set_title(name)
+            _style_axes(ax, "UMAP 1", "UMAP 2")
+    left.suptitle(f"Colour: {label_title}", fontsize=7, fontweight="bold")
+    right.suptitle("Colour: total counts (UMIs)", fontsize=7, fontweight="bold")
+    left.legend(handles=_label_handles(order, colours, labels), title=label_title, loc="outside right center",
+                frameon=False, handletextpad=0.1, ncols=_legend_columns(len(order)), columnspacing=0.6,
+                title_fontsize=6)
+    cbar = right.colorbar(image, ax=axes_r, shrink=0.6, aspect=30, pad=0.03)
+    cbar.set_label("Total counts (UMIs)")
+    if norm is not None:
+        cbar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        cbar.ax.yaxis.set_minor_locator(NullLocator())
+    cbar.ax.tick_params(length=2, which="both")
+    fig.suptitle(f"{dataset}: UMAPs of the iVAE latent (n = {len(labels):,} cells)")
+    plotstyle.save(fig, pdf, png)
+    return order
+
+
+def main(snakemake) -> None:
+    import anndata as ad
+
+    setup_logging(snakemake.log[0])
+    dataset = snakemake.wildcards.dataset
+    seed = int(snakemake.params.get("seed", 0))
+    emb = ad.read_h5ad(snakemake.input.embedding)
+    table = pd.read_csv(snakemake.input.labels, sep="\t", index_col="cell", dtype=str)
+    missing = emb.obs_names.difference(table.index)
+    if len(missing):
+        raise ValueError(f"{snakemake.input.labels}: no label for {len(missing)} cells of the embedding "
+                         f"(e.g. {missing[0]}).")
+    table = table.loc[emb.obs_names]
+    labels = table["label"].to_numpy()
+    title = label_title(table["label_source"])
+    log.info("%d cells, %d labels (%s)", emb.n_obs, len(set(labels)), title)
+
+    plot_interpretative(emb.obsm["X_ivae_interp"], labels, label_title=title, dataset=dataset,
+                        pdf=snakemake.output.interp_pdf, png=snakemake.output.interp_png)
+    umaps = {}
+    for name, key in (("iVAE latent z", "X_ivae"), ("After the interpretative module", "X_ivae_ld")):
+        log.info("UMAP of %s (seed %d)", key, seed)
+        umaps[name] = umap_coordinates(emb.obsm[key], seed=seed)
+    plot_umaps(umaps, labels, emb.obs["total_counts"].to_numpy(), label_title=title, dataset=dataset,
+               pdf=snakemake.output.umap_pdf, png=snakemake.output.umap_png)
+    log.info("wrote %s and %s", snakemake.output.interp_pdf, snakemake.output.umap_pdf)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
