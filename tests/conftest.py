@@ -19,6 +19,35 @@ def pbmc68k_counts():
     return pbmc68k_reduced_counts()
 
 
+#: Small but real settings for the integration runs on pbmc68k_reduced.
+GLOBAL = {
+    "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None, "n_top_genes": 500},
+    "model": {"hidden_dim": 64, "latent_dim": 8},
+    "train": {"epochs": 25, "batch_size": 64},
+}
+
+
+@pytest.fixture(scope="session")
+def run(pbmc68k_counts, tmp_path_factory):
+    """Two datasets in one run: an .h5ad with labels, and a 10x .h5 with overrides."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from integration_helpers import snakemake, write_config
+
+    workdir = tmp_path_factory.mktemp("wf")
+    (workdir / "data").mkdir()
+    pbmc68k_counts.write_h5ad(workdir / "data" / "pbmc68k.h5ad")
+    write_10x_h5(pbmc68k_counts[:400], workdir / "data" / "small.h5")
+    write_config(workdir, {
+        "datasets": {
+            "pbmc68k": {"path": "data/pbmc68k.h5ad", "label_key": "bulk_labels"},
+            "small10x": {"path": "data/small.h5", "train": {"epochs": 3}, "model": {"i_dim": 3}},
+        },
+        **GLOBAL,
+    })
+    result = snakemake(workdir)
+    return workdir, result
+
+
 @pytest.fixture(scope="session")
 def pbmc68k_h5ad(pbmc68k_counts, tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "pbmc68k_counts.h5ad"

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from test_workflow import snakemake, write_config
+from integration_helpers import snakemake, write_config
 
 
 @pytest.fixture

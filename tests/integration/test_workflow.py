@@ -2,9 +2,6 @@
 real data (scanpy's pbmc68k_reduced with its counts recovered), and check what it made."""
 
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -13,44 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, write_10x_h5
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-GLOBAL = {
-    "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None, "n_top_genes": 500},
-    "model": {"hidden_dim": 64, "latent_dim": 8},
-    "train": {"epochs": 25, "batch_size": 64},
-}
-
-
-def snakemake(workdir, *args, check=True):
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
-    return result
-
-
-def write_config(workdir: Path, config: dict) -> None:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-@pytest.fixture(scope="module")
-def run(pbmc68k_counts, tmp_path_factory):
-    """Two datasets in one run: an .h5ad with labels, and a 10x .h5 with overrides."""
-    workdir = tmp_path_factory.mktemp("wf")
-    (workdir / "data").mkdir()
-    pbmc68k_counts.write_h5ad(workdir / "data" / "pbmc68k.h5ad")
-    write_10x_h5(pbmc68k_counts[:400], workdir / "data" / "small.h5")
-    write_config(workdir, {
-        "datasets": {
-            "pbmc68k": {"path": "data/pbmc68k.h5ad", "label_key": "bulk_labels"},
-            "small10x": {"path": "data/small.h5", "train": {"epochs": 3}, "model": {"i_dim": 3}},
-        },
-        **GLOBAL,
-    })
-    result = snakemake(workdir)
-    return workdir, result
+from integration_helpers import snakemake, write_config
 
 
 def test_outputs_contents(run, pbmc68k_counts):
