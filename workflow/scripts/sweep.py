@@ -51,10 +51,11 @@ def plot_sweep(table: pd.DataFrame, *, beta_default: float, irecon_default: floa
         title = metric if BETTER[metric] is None else f"{metric} ({BETTER[metric]} is better)"
         for ax, summary, xlabel in ((axes[0, j], vs_beta, f"β (irecon = {irecon_default:g})"),
                                     (axes[1, j], vs_irecon, f"irecon (β = {beta_default:g})")):
-            if len(summary):
-                ax.errorbar(summary.index, summary[metric], yerr=summary[f"{metric}_sd"], marker="o",
+            if len(summary):  # values evenly spaced and labelled: sweeps are a few discrete values
+                positions = np.arange(len(summary))
+                ax.errorbar(positions, summary[metric], yerr=summary[f"{metric}_sd"], marker="o",
                             ms=3, lw=1, capsize=2, color=plotstyle.OKABE_ITO[4])
-                ax.set_xscale("symlog", linthresh=0.01)
+                ax.set_xticks(positions, [f"{v:g}" for v in summary.index], rotation=90)
             ax.set_xlabel(xlabel)
             ax.set_title(title)
         ax = axes[2, j]
@@ -62,12 +63,12 @@ def plot_sweep(table: pd.DataFrame, *, beta_default: float, irecon_default: floa
         ax.bar(order, pair.loc[order, metric], yerr=pair.loc[order, f"{metric}_sd"], capsize=3,
                color=[plotstyle.OKABE_ITO[0] if m == "VAE" else plotstyle.OKABE_ITO[4] for m in order])
         ax.set_title(title)
-        ax.set_xlabel(f"β = {beta_default:g}; iVAE irecon = {irecon_default:g}")
         for row in range(3):
             axes[row, j].set_ylabel(metric)
     kind = table["reference"].iloc[0]
     against = "cell-type labels" if kind == "labels" else "Leiden clusters of the log-normalised data"
-    fig.suptitle(f"{dataset}: sweeps, mean ± s.d. over {n_seeds} seed(s); NMI/ARI/ASW/CH/DB against {against}")
+    fig.suptitle(f"{dataset}: sweeps, mean ± s.d. over {n_seeds} seed(s); NMI/ARI/ASW/CH/DB against {against}\n"
+                 f"bottom row: VAE (irecon = 0) vs iVAE (irecon = {irecon_default:g}), both at β = {beta_default:g}")
     plotstyle.save(fig, pdf, png)
 
 

@@ -172,7 +172,8 @@ def fit(
     # Fused Adam: one kernel for all parameters, on the CPU as on CUDA.
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     weights = LossWeights(beta=beta, irecon=irecon, dip=dip, tc=tc, info=info)
-    n_steps = epochs * (n_cells // batch_size)
+    n_batches = n_cells // batch_size
+    n_steps = epochs * n_batches
     if compile_loss == "auto":
         compile_loss = n_steps >= COMPILE_MIN_STEPS
 
@@ -183,7 +184,6 @@ def fit(
         compute = torch.compile(compute, dynamic=False)
     log.info("%d steps; loss %s", n_steps, "compiled with torch.compile" if compile_loss else "eager")
     generator = torch.Generator(device=device).manual_seed(seed)
-    n_batches = n_cells // batch_size
 
     history = []
     for epoch in range(1, epochs + 1):
