@@ -79,6 +79,16 @@ def test_metrics_table(run):
     assert (vae["irecon"] == 0).all() and len(vae) == 25
 
 
+def test_software_versions(run):
+    workdir, _ = run
+    table = pd.read_csv(workdir / "results" / "pbmc68k" / "software_versions.tsv", sep="\t")
+    got = {(r.step, r.software): r.version for r in table.itertuples()}
+    assert got[("train", "torch")] == torch.__version__ and got[("train", "device")] == "cpu"
+    assert got[("preprocess", "scanpy")] == __import__("scanpy").__version__
+    assert got[("workflow", "snakemake")] == __import__("snakemake").__version__
+    assert ("train", "cuda") in got and ("preprocess", "python") in got
+
+
 def test_per_dataset_overrides_and_10x_input(run):
     workdir, _ = run
     res = workdir / "results" / "small10x"

@@ -115,3 +115,59 @@ def test_compiled_loss_trains_like_eager(counts, monkeypatch):
     _, eager = fit(counts, **MODEL, **{**TRAIN, "epochs": 2}, compile_loss=False)
     _, compiled = fit(counts, **MODEL, **{**TRAIN, "epochs": 2}, compile_loss=True)
     np.testing.assert_allclose(compiled[list(LOSS_TERMS)].to_numpy(), eager[list(LOSS_TERMS)].to_numpy(), rtol=1e-3)
+
+
+def test_interrupted_training_resumes_exactly(counts, tmp_path):
+    """A run killed after epoch 5 continues from its checkpoint to the same model."""
+    ckpt = tmp_path / "model.pt.checkpoint"
+    whole, whole_history = fit(counts, **MODEL, **{**TRAIN, "epochs": 8}, compile_loss=False)
+
+    def interrupt(row):
+        if row["epoch"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(counts, **MODEL, **{**TRAIN, "epochs": 8}, compile_loss=False, checkpoint_path=ckpt,
+            checkpoint_every=2, on_epoch=interrupt)
+    assert ckpt.exists()
+    epochs_run = []
+    resumed, history = fit(counts, **MODEL, **{**TRAIN, "epochs": 8}, compile_loss=False, checkpoint_path=ckpt,
+                           checkpoint_every=2, on_epoch=lambda row: epochs_run.append(row["epoch"]))
+    assert epochs_run == [5, 6, 7, 8]  # resumed after the epoch-4 checkpoint
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    np.testing.assert_array_equal(history[list(LOSS_TERMS)].to_numpy(), whole_history[list(LOSS_TERMS)].to_numpy())
+
+
+def test_checkpoint_of_other_settings_is_ignored(counts, tmp_path):
+    ckpt = tmp_path / "model.pt.checkpoint"
+    with pytest.raises(KeyboardInterrupt):
+        fit(counts, **MODEL, **{**TRAIN, "epochs": 4}, checkpoint_path=ckpt, checkpoint_every=1,
+            on_epoch=lambda row: (_ for _ in ()).throw(KeyboardInterrupt) if row["epoch"] == 2 else None)
+    epochs_run = []
+    fit(counts, **MODEL, **{**TRAIN, "epochs": 4, "lr": 2e-3}, checkpoint_path=ckpt,
+        on_epoch=lambda row: epochs_run.append(row["epoch"]))
+    assert epochs_run == [1, 2, 3, 4]
+
+
+def test_divergence_keeps_the_last_good_checkpoint(counts, tmp_path, monkeypatch):
+    """Epoch 3 diverges: the error names it and the term, and the epoch-2 state stays on disk."""
+    import train
+
+    calls = {"n": 0}
+    steps_per_epoch = counts.shape[0] // TRAIN["batch_size"]
+
+    def diverging_loss(*args, **kwargs):
+        terms = train_ivae_loss(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 2 * steps_per_epoch:
+            terms["kl"] = terms["kl"] * float("nan")
+        return terms
+
+    train_ivae_loss = train.ivae_loss
+    monkeypatch.setattr(train, "ivae_loss", diverging_loss)
+    ckpt = tmp_path / "model.pt.checkpoint"
+    with pytest.raises(FloatingPointError, match="epoch 3: non-finite kl"):
+        fit(counts, **MODEL, **{**TRAIN, "epochs": 5}, compile_loss=False, checkpoint_path=ckpt, checkpoint_every=1)
+    state = torch.load(ckpt, weights_only=True)
+    assert len(state["history"]) == 2

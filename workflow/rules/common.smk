@@ -1,6 +1,7 @@
 import copy
 import re
 
+from snakemake import __version__ as SNAKEMAKE_VERSION
 from snakemake.utils import validate
 
 # Per-dataset overrides exactly as the user wrote them: validation below fills schema
@@ -73,6 +74,7 @@ def final_outputs():
             "results/{dataset}/figures/umap.png",
             "results/{dataset}/figures/interpretative_embedding.png",
             "results/{dataset}/figures/training_curves.png",
+            "results/{dataset}/software_versions.tsv",
         ],
         dataset=DATASETS,
     )

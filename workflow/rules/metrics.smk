@@ -49,3 +49,23 @@ rule cell_labels:
         seed=seed_param,
     script:
         "../scripts/cell_labels.py"
+
+
+rule software_versions:
+    """Python, PyTorch (and CUDA), scanpy, anndata, Snakemake and the device used."""
+    input:
+        data="results/{dataset}/preprocessed.h5ad",
+        model="results/{dataset}/model.pt",
+    output:
+        "results/{dataset}/software_versions.tsv",
+    log:
+        "logs/software_versions/{dataset}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        snakemake_version=SNAKEMAKE_VERSION,
+    script:
+        "../scripts/software_versions.py"

@@ -141,6 +141,20 @@ def read_counts(path: str | os.PathLike, *, counts_layer: str | None = None, dat
     return adata
 
 
+def software_versions(packages) -> dict:
+    """Python and the versions of the given packages, as installed where this runs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
 def read_counts_layer(path, with_obs: bool = False):
     """Only what training needs from preprocessed.h5ad: (counts CSR, gene names[, obs]).
 

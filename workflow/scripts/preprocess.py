@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import InputError, log, read_counts, setup_logging, write_h5ad
+from common_io import InputError, log, read_counts, setup_logging, software_versions, write_h5ad
 
 
 def qc_metrics(X: sp.csr_matrix, mt_mask: np.ndarray) -> pd.DataFrame:
@@ -123,6 +123,7 @@ def preprocess(
         out.raw = ad.AnnData(X=X, var=var[[]])
     del X
     out.uns["log1p"] = {"base": None}
+    out.uns["software"] = software_versions(["scanpy", "anndata", "numpy", "scipy", "scikit-misc"])
     out.uns["preprocess"] = {
         "min_genes": min_genes, "min_cells": min_cells, "max_genes": max_genes if max_genes is not None else "none",
         "max_pct_mt": max_pct_mt if max_pct_mt is not None else "none", "mt_prefix": mt_prefix,

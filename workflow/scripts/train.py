@@ -15,7 +15,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from common_io import InputError, atomic_path, log, read_counts_layer, save_checkpoint, setup_logging
+from common_io import (InputError, atomic_path, log, read_counts_layer, save_checkpoint, setup_logging,
+                       software_versions)
 from losses import LOSS_TERMS, LossWeights, ivae_loss
 from model import VAE
 
@@ -145,6 +146,8 @@ def fit(
     on_epoch=None,
     layout: str = "auto",
     compile_loss: str | bool = "auto",
+    checkpoint_path=None,
+    checkpoint_every: int = 10,
 ):
     """Train a VAE on a cells x genes count matrix (dense or scipy sparse).
 
@@ -157,6 +160,12 @@ def fit(
     ``compile_loss``: ``torch.compile`` the loss (forward and backward fused by Inductor):
     True, False, or ``"auto"``, which compiles when the run has at least
     ``COMPILE_MIN_STEPS`` steps, so the one-off compilation (about 15 s) pays for itself.
+
+    With ``checkpoint_path``, the full training state (model, optimizer, random
+    generators, history) is saved there every ``checkpoint_every`` epochs; a run that
+    finds a checkpoint of the same settings and data resumes from it, and continues
+    exactly as the uninterrupted run would have (on the CPU, eager). A run that diverges
+    leaves the last good checkpoint in place.
     """
     device = torch.device(device) if isinstance(device, str) else device
     n_cells, n_genes = counts.shape
@@ -184,9 +193,22 @@ def fit(
         compute = torch.compile(compute, dynamic=False)
     log.info("%d steps; loss %s", n_steps, "compiled with torch.compile" if compile_loss else "eager")
     generator = torch.Generator(device=device).manual_seed(seed)
+    fingerprint = repr((n_cells, n_genes, float(counts.sum()), hidden_dim, latent_dim, i_dim, batch_size, lr,
+                        weights, seed, str(device)))
+    history, first_epoch = [], 1
+    state = load_training_state(checkpoint_path, fingerprint)
+    if state is not None and len(state["history"]) < epochs:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        history = state["history"]
+        first_epoch = len(history) + 1
+        log.info("resuming from %s after epoch %d", checkpoint_path, len(history))
 
-    history = []
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         start = time.perf_counter()
         totals = torch.zeros(len(LOSS_TERMS), device=device)
         order = torch.randperm(n_cells, device=device, generator=generator)
@@ -204,10 +226,37 @@ def fit(
                 f"training diverged at epoch {epoch}: non-finite {', '.join(bad)}; lower train.lr or check the input."
             )
         history.append(row)
+        if checkpoint_path is not None and (epoch % checkpoint_every == 0) and epoch < epochs:
+            save_training_state(checkpoint_path, fingerprint, model, optimizer, generator, history, device)
         if on_epoch is not None:
             on_epoch(row)
     model.eval()
     return model.cpu(), pd.DataFrame(history)
+
+
+def save_training_state(path, fingerprint, model, optimizer, generator, history, device) -> None:
+    """Everything needed to continue training exactly where it stopped, written atomically."""
+    state = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": list(history)}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path, fingerprint):
+    """The saved state if ``path`` holds one for these settings and data, else None."""
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is ignored, not fatal
+        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.info("checkpoint %s is from other settings or data: starting afresh", path)
+        return None
+    return state
 
 
 def format_epoch(row: dict, epochs: int) -> str:
@@ -230,18 +279,26 @@ def main(snakemake) -> None:
     counts, genes = read_counts_layer(snakemake.input[0])
     log.info("training on %d cells x %d genes; model %s; train %s",
              counts.shape[0], counts.shape[1], model_params, train_params)
+    checkpoint = f"{snakemake.output.model}.checkpoint"
     model, history = fit(
         counts, **model_params, **train_params, device=device, compile_loss=compile_loss,
+        checkpoint_path=checkpoint,
         on_epoch=lambda row: log.info("%s", format_epoch(row, train_params["epochs"])),
     )
     log.info("done: %d epochs in %.1f s (%.3f s per epoch)", len(history), history["seconds"].sum(),
              history["seconds"].mean())
     save_checkpoint(
         snakemake.output.model, model, gene_names=genes, model_params=model_params,
-        train_params={**train_params, "device": str(device), "compile": compile_loss}, extra={"n_cells": counts.shape[0]},
+        train_params={**train_params, "device": str(device), "compile": compile_loss},
+        extra={"n_cells": counts.shape[0], "software": {
+            **software_versions(["torch", "numpy", "anndata"]), "cuda": torch.version.cuda or "none",
+            "device": f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu",
+        }},
     )
     with atomic_path(snakemake.output.log_tsv) as tmp:
         history.to_csv(tmp, sep="\t", index=False)
+    if os.path.exists(checkpoint):
+        os.remove(checkpoint)
 
 
 if "snakemake" in globals():
