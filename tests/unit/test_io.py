@@ -86,3 +86,44 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         assert tmp.suffix == ".tsv"
         tmp.write_text("whole")
     assert target.read_text() == "whole" and list(tmp_path.iterdir()) == [target]
+
+
+def test_counts_from_raw(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    adata = src.copy()
+    adata.raw = src
+    adata.X = sp.csr_matrix(np.log1p(adata.X.toarray()))
+    adata = adata[:, :100].copy()  # X holds fewer genes than .raw, as after HVG selection
+    adata.write_h5ad(tmp_path / "r.h5ad")
+    assert_same_counts(read_counts(tmp_path / "r.h5ad", counts_layer="raw.X"), src)
+    adata.raw = None
+    adata.write_h5ad(tmp_path / "noraw.h5ad")
+    with pytest.raises(InputError, match="has no .raw"):
+        read_counts(tmp_path / "noraw.h5ad", counts_layer="raw.X")
+
+
+def test_ensembl_ids_replaced_by_symbols(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    symbols = list(src.var_names)
+    symbols[3] = symbols[2]  # a duplicate symbol
+    src.var["gene_name"] = symbols
+    src.var_names = [f"ENSG{i:011d}" for i in range(src.n_vars)]
+    src.write_h5ad(tmp_path / "ens.h5ad")
+    a = read_counts(tmp_path / "ens.h5ad")
+    assert a.var_names[0] == symbols[0] and a.var_names.is_unique
+    assert a.var["gene_ids"].iloc[0] == "ENSG00000000000"
+    src.var = src.var.drop(columns="gene_name")
+    src.write_h5ad(tmp_path / "ens_only.h5ad")
+    assert read_counts(tmp_path / "ens_only.h5ad").var_names[0] == "ENSG00000000000"
+
+
+def test_mouse_mitochondrial_genes_found(pbmc68k_counts):
+    from preprocess import preprocess
+
+    src = small(pbmc68k_counts, 200)
+    src.var_names = ["mt-Co1", "mt-Nd1", *src.var_names[2:]]
+    expected = 100 * src.X[:, :2].sum(1).A1 / src.X.sum(1).A1  # before: preprocess consumes its input
+    out = preprocess(src, min_genes=1, min_cells=1, max_genes=None, max_pct_mt=None, mt_prefix="MT-",
+                     n_top_genes=50, target_sum=1e4)
+    np.testing.assert_allclose(out.obs["pct_counts_mt"], expected[np.isin(src.obs_names, out.obs_names)], rtol=1e-5)
+    assert (out.obs["pct_counts_mt"] > 0).any()

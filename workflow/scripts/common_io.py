@@ -92,12 +92,39 @@ def check_counts(X, *, what: str, chunk: int = 1 << 24) -> None:
             )
 
 
+#: ``counts_layer`` value that takes the counts from ``.raw.X`` (with .raw's genes).
+RAW_COUNTS = "raw.X"
+#: var columns that hold gene symbols, in the order they are looked for.
+SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "gene_name", "gene_names", "feature_name", "symbol", "name")
+
+
+def use_gene_symbols(adata) -> None:
+    """If the gene names are Ensembl IDs and a symbol column exists, name genes by symbol.
+
+    The IDs are kept in ``var["gene_ids"]``; symbols are made unique (``-1``, ``-2``...),
+    and a missing symbol falls back to its ID. Works in place.
+    """
+    names = adata.var_names.to_series()
+    if names.str.match(r"^ENS[A-Z]*G\d+").mean() <= 0.5:
+        return
+    column = next((c for c in SYMBOL_COLUMNS if c in adata.var and adata.var[c].notna().any()), None)
+    if column is None:
+        log.info("genes are Ensembl IDs and no symbol column was found (%s): keeping IDs", ", ".join(SYMBOL_COLUMNS))
+        return
+    symbols = adata.var[column].astype("string")
+    adata.var["gene_ids"] = names.to_numpy()
+    adata.var_names = symbols.where(symbols.notna() & (symbols != ""), names).to_numpy()
+    log.info("genes named by var['%s'] instead of Ensembl IDs (IDs kept in var['gene_ids'])", column)
+
+
 def read_counts(path: str | os.PathLike, *, counts_layer: str | None = None, dataset: str = "dataset"):
     """Read raw counts into an AnnData whose ``X`` is a CSR float32 count matrix.
 
-    Formats: ``.h5ad`` (counts in ``X`` or in ``layers[counts_layer]``), a 10x
+    Formats: ``.h5ad`` (counts in ``X``, in ``layers[counts_layer]``, or in ``.raw.X``
+    with ``counts_layer="raw.X"``), a 10x
     ``filtered_feature_bc_matrix`` directory, or a 10x ``.h5`` file. Gene names are
-    made unique. Raises InputError with the dataset, the file and what is wrong.
+    made unique; Ensembl IDs are replaced by a symbol column where there is one. Raises
+    InputError with the dataset, the file and what is wrong.
     """
     import anndata as ad
     import scanpy as sc
@@ -123,7 +150,11 @@ def read_counts(path: str | os.PathLike, *, counts_layer: str | None = None, dat
     except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable input
         raise InputError(f"{what}: could not be read ({type(exc).__name__}: {exc}).") from exc
 
-    if counts_layer is not None:
+    if counts_layer == RAW_COUNTS:
+        if adata.raw is None:
+            raise InputError(f"{what}: counts_layer '{RAW_COUNTS}' but the file has no .raw.")
+        adata = adata.raw.to_adata()
+    elif counts_layer is not None:
         if counts_layer not in adata.layers:
             raise InputError(
                 f"{what}: counts_layer '{counts_layer}' is not a layer of the file; "
@@ -132,6 +163,7 @@ def read_counts(path: str | os.PathLike, *, counts_layer: str | None = None, dat
         adata.X = adata.layers[counts_layer]
     adata.layers.clear()
     adata.raw = None
+    use_gene_symbols(adata)
     X = adata.X
     X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
     adata.X = X.astype(np.float32, copy=False)

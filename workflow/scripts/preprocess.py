@@ -70,7 +70,7 @@ def preprocess(
     obs, var = adata.obs, adata.var.copy()
     del adata
     n0_cells, n0_genes = X.shape
-    var["mt"] = var.index.str.startswith(mt_prefix)
+    var["mt"] = var.index.str.upper().str.startswith(mt_prefix.upper())  # MT- (human) and mt- (mouse)
     qc = qc_metrics(X, var["mt"].to_numpy())
     keep = qc["n_genes_by_counts"].to_numpy() >= min_genes
     if max_genes is not None:
