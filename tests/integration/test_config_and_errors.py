@@ -1,5 +1,7 @@
 """Config validation and bad input, through the `snakemake` command line."""
 
+import re
+
 import pytest
 import yaml
 
@@ -58,14 +60,18 @@ def test_bad_counts_and_label_key_fail_with_dataset_and_file(tmp_path, pbmc68k_c
     write_config(tmp_path, {"datasets": {
         "lognorm": {"path": "data/lognorm.h5ad"},
         "nolabel": {"path": "data/ok.h5ad", "label_key": "celltype"},
-    }})
+        "bigbatch": {"path": "data/ok.h5ad", "train": {"batch_size": 5000}},
+    }, "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None}})
     result = snakemake(tmp_path, "--keep-going", "results/lognorm/preprocessed.h5ad",
-                       "results/nolabel/preprocessed.h5ad", check=False)
+                       "results/nolabel/preprocessed.h5ad", "results/bigbatch/model.pt", check=False)
     out = result.stderr + result.stdout
     assert result.returncode != 0
     assert "dataset 'lognorm' (data/lognorm.h5ad): the count matrix holds non-integer values" in out
     assert "dataset 'nolabel' (data/ok.h5ad): label_key 'celltype' is not an obs column" in out
+    assert re.search(r"dataset 'bigbatch' \(results/bigbatch/preprocessed.h5ad\): \d+ cells is fewer than one "
+                     r"batch \(train.batch_size=5000\)", out)
     assert not (tmp_path / "results" / "lognorm" / "preprocessed.h5ad").exists()
+    assert not (tmp_path / "results" / "bigbatch" / "model.pt").exists()
 
 
 def test_lint_is_clean():

@@ -280,11 +280,14 @@ def main(snakemake) -> None:
     log.info("training on %d cells x %d genes; model %s; train %s",
              counts.shape[0], counts.shape[1], model_params, train_params)
     checkpoint = f"{snakemake.output.model}.checkpoint"
-    model, history = fit(
-        counts, **model_params, **train_params, device=device, compile_loss=compile_loss,
-        checkpoint_path=checkpoint,
-        on_epoch=lambda row: log.info("%s", format_epoch(row, train_params["epochs"])),
-    )
+    try:
+        model, history = fit(
+            counts, **model_params, **train_params, device=device, compile_loss=compile_loss,
+            checkpoint_path=checkpoint,
+            on_epoch=lambda row: log.info("%s", format_epoch(row, train_params["epochs"])),
+        )
+    except InputError as exc:  # say which dataset and file
+        raise InputError(f"dataset '{snakemake.wildcards.dataset}' ({snakemake.input[0]}): {exc}") from None
     log.info("done: %d epochs in %.1f s (%.3f s per epoch)", len(history), history["seconds"].sum(),
              history["seconds"].mean())
     save_checkpoint(
