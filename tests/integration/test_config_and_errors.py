@@ -3,7 +3,6 @@
 import re
 
 import pytest
-import yaml
 
 from integration_helpers import snakemake, write_config
 

@@ -7,7 +7,7 @@ import yaml
 
 from common_io import InputError
 from conftest import REPO
-from obtain import SOURCES, download_wheel, extract_verified, pbmc68k_reduced_counts
+from obtain import SOURCES, download_wheel, extract_verified
 
 
 @pytest.fixture
