@@ -30,9 +30,11 @@ def annotate_clusters(expr, clusters: np.ndarray, markers: dict, *, seed: int = 
     var_names). Returns ``(cluster -> cell type, cluster x cell type mean scores)``.
     Marker genes absent from ``expr`` are skipped; a cell type with none left is dropped.
     """
+    import anndata as ad
     import scanpy as sc
 
-    expr = expr.copy()
+    # score_genes writes only obs: give it the same matrix with an obs of its own, no copy
+    expr = ad.AnnData(X=expr.X, obs=pd.DataFrame(index=expr.obs_names), var=pd.DataFrame(index=expr.var_names))
     present = {}
     for cell_type, genes in markers.items():
         found = [g for g in genes if g in expr.var_names]
@@ -70,7 +72,7 @@ def cell_labels(adata, *, label_key: str | None, markers: dict | None, seed: int
         table["label"] = adata.obs[label_key].astype("string").to_numpy()
         table["label_source"] = "labels"
     elif markers:
-        expr = adata.raw.to_adata() if adata.raw is not None else adata
+        expr = adata.raw if adata.raw is not None else adata  # every QC-passed gene when kept
         names, means = annotate_clusters(expr, clusters, markers, seed=seed)
         log.info("mean marker scores per cluster:\n%s", means.round(3).to_string())
         table["label"] = [names[c] for c in clusters]
