@@ -92,3 +92,75 @@ def write_10x_h5(adata, path: Path) -> Path:
         feats["feature_type"] = np.array(["Gene Expression"] * adata.n_vars, dtype="S")
         feats["genome"] = np.array(["GRCh38"] * adata.n_vars, dtype="S")
     return path
+
+
+def write_mtx(adata, directory: Path, *, prefix: str = "", compress: bool = True, genes_file: str = "features.tsv",
+              gene_columns: int = 3, cells_by_genes: bool = False) -> Path:
+    """Write ``adata`` (counts in X) as Matrix Market files as GEO deposits them; return the matrix file.
+
+    Files are ``{prefix}matrix.mtx``, ``{prefix}{genes_file}`` and ``{prefix}barcodes.tsv``
+    (``.gz`` when ``compress``). The features file has ``gene_columns`` columns (name;
+    id, name; id, name, type) with IDs from ``var["gene_ids"]`` (else ``ENSG<i>``) and
+    types from ``var["feature_types"]`` (else "Gene Expression"). The matrix is genes x
+    cells, or cells x genes with ``cells_by_genes``.
+    """
+    import gzip
+
+    import scipy.io
+    import scipy.sparse as sp
+
+    directory.mkdir(parents=True, exist_ok=True)
+    gz = ".gz" if compress else ""
+    open_ = gzip.open if compress else open
+    X = sp.csr_matrix(adata.X)
+    X = X if cells_by_genes else X.T
+    matrix = directory / f"{prefix}matrix.mtx{gz}"
+    with open_(matrix, "wb") as fh:
+        scipy.io.mmwrite(fh, X.astype(np.int64) if np.array_equal(X.data, np.rint(X.data)) else X)
+    ids = adata.var["gene_ids"] if "gene_ids" in adata.var else [f"ENSG{i:011d}" for i in range(adata.n_vars)]
+    types = adata.var["feature_types"] if "feature_types" in adata.var else ["Gene Expression"] * adata.n_vars
+    with open_(directory / f"{prefix}{genes_file}{gz}", "wt", encoding="utf-8") as fh:
+        for gene_id, name, kind in zip(ids, adata.var_names, types):
+            row = [gene_id, name, kind][:gene_columns] if gene_columns > 1 else [name]
+            fh.write("\t".join(row) + "\n")
+    with open_(directory / f"{prefix}barcodes.tsv{gz}", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(adata.obs_names) + "\n")
+    return matrix
+
+
+def write_loom(adata, path: Path, *, strings: str = "fixed", layers: dict | None = None) -> Path:
+    """Write ``adata`` (counts in X) as a loom file laid out per the loom spec, as loompy and velocyto do.
+
+    /matrix is X as dense genes x cells, chunked and compressed; ``layers`` (name -> cells
+    x genes counts) go to /layers as uint16, as velocyto writes them; genes to
+    /row_attrs/Gene and /row_attrs/Accession (``ENSG<i>``), cells to /col_attrs/CellID and
+    every obs column to /col_attrs. Strings are ``"fixed"``: null-padded ASCII with XML
+    entities for other characters (loom < 3), or ``"utf8"``: variable-length UTF-8 (loom 3).
+    """
+    import h5py
+    import pandas as pd
+    import scipy.sparse as sp
+
+    def text(values):
+        values = [str(v) for v in values]
+        if strings == "fixed":
+            return np.array([v.encode("ascii", "xmlcharrefreplace") for v in values])
+        return np.array(values, dtype=h5py.string_dtype("utf-8"))
+
+    def dense(X):
+        return np.asarray(sp.csr_matrix(X).T.todense())
+
+    with h5py.File(path, "w") as f:
+        f.attrs["LOOM_SPEC_VERSION"] = "3.0.0"
+        f.create_dataset("matrix", data=dense(adata.X), chunks=(64, 16), compression="gzip")
+        for name, X in (layers or {}).items():
+            f.create_dataset(f"layers/{name}", data=dense(X).astype(np.uint16), chunks=(64, 16), compression="gzip")
+        f["row_attrs/Gene"] = text(adata.var_names)
+        f["row_attrs/Accession"] = text(f"ENSG{i:011d}" for i in range(adata.n_vars))
+        f["col_attrs/CellID"] = text(adata.obs_names)
+        for column, values in adata.obs.items():
+            numeric = pd.api.types.is_numeric_dtype(values)
+            f[f"col_attrs/{column}"] = values.to_numpy() if numeric else text(values)
+        f.create_group("col_graphs")
+        f.create_group("row_graphs")
+    return path
