@@ -18,6 +18,10 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/sweep.smk"
 
 
+onstart:
+    warn_if_gpu_jobs_serialised_on_cluster()
+
+
 rule all:
     default_target: True
     input:

@@ -1,8 +1,9 @@
 """The workflow through profiles/slurm on a real single-node SLURM cluster (localhost).
 
 tests/integration/slurm/cluster.sh starts munge, MariaDB, slurmdbd (the executor plugin
-reads job states with sacct), slurmctld and slurmd with one GPU backed by /dev/null,
-and stops them afterwards. The test skips, saying why, only where that cannot run.
+reads job states with sacct), slurmctld and slurmd with two GPUs backed by /dev/null and
+/dev/zero, and stops them afterwards. The test skips, saying why, only where that cannot
+run.
 """
 
 import os
@@ -47,7 +48,18 @@ def cluster(tmp_path_factory):
     subprocess.run(["bash", str(CLUSTER), "stop", str(state)], env=env)
 
 
-def test_workflow_on_slurm_with_a_gpu_request(cluster, pbmc68k_counts, tmp_path):
+def sacct_jobs(env) -> dict:
+    """rule name -> {AllocTRES, State, Start, End} of every job in the accounting database."""
+    fields = ["Comment", "AllocTRES", "State", "Start", "End"]
+    lines = subprocess.run(["sacct", "-X", "-P", "-n", f"--format={','.join(fields)}"], env=env,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = [dict(zip(fields, line.split("|"))) for line in lines]
+    return {row["Comment"].split("_wildcards")[0].removeprefix("rule_"): row for row in rows}
+
+
+def test_workflow_on_slurm_gpu_jobs_in_parallel(cluster, pbmc68k_counts, tmp_path):
+    """Both training jobs (iVAE and VAE) get a GPU each and run at the same time."""
+    import anndata as ad
     from conftest import GLOBAL
 
     # the repository's profile, with this test cluster's account, partition and sizes
@@ -55,12 +67,11 @@ def test_workflow_on_slurm_with_a_gpu_request(cluster, pbmc68k_counts, tmp_path)
     profile.pop("software-deployment-method")  # no conda here: the jobs use this Python
     profile.pop("conda-prefix")
     profile["default-resources"].update(slurm_account="ivae", slurm_partition="debug", mem_mb=1000, runtime=10)
-    for rule, resources in profile["set-resources"].items():
+    for resources in profile["set-resources"].values():
         resources.update({k: "debug" for k in resources if k == "slurm_partition"})
-        resources.update({k: 1000 for k in resources if k == "mem_mb"})
         resources.update({k: 1 for k in resources if k == "cpus_per_gpu"})
     profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
-    profile["jobs"] = 2
+    profile["jobs"] = 3
     profile["slurm-init-seconds-before-status-checks"] = 2
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
@@ -68,23 +79,47 @@ def test_workflow_on_slurm_with_a_gpu_request(cluster, pbmc68k_counts, tmp_path)
     (tmp_path / "data").mkdir()
     pbmc68k_counts.write_h5ad(tmp_path / "data" / "pbmc68k.h5ad")
     write_config(tmp_path, {"datasets": {"pbmc68k": {"path": "data/pbmc68k.h5ad"}},
-                            **GLOBAL, "train": {**GLOBAL["train"], "epochs": 3}})
+                            **GLOBAL, "train": {**GLOBAL["train"], "epochs": 20}})
+    # As README says: the cluster profile replaces the workstation one (profiles/default).
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--profile", str(tmp_path / "profile"), "results/pbmc68k/embedding.h5ad"]
+           "--workflow-profile", str(tmp_path / "profile"),
+           "results/pbmc68k/embedding.h5ad", "results/pbmc68k/vae/embedding.h5ad"]
     run = subprocess.run(cmd, env=cluster, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "GPU jobs are limited" not in run.stdout + run.stderr
 
-    import anndata as ad
+    for model in ("", "vae/"):
+        emb = ad.read_h5ad(tmp_path / "results" / "pbmc68k" / model / "embedding.h5ad")
+        assert emb.obsm["X_ivae"].shape == (emb.n_obs, 8) and emb.n_obs > 500
+        assert len(pd.read_csv(tmp_path / "results" / "pbmc68k" / model / "training_log.tsv", sep="\t")) == 20
 
-    emb = ad.read_h5ad(tmp_path / "results" / "pbmc68k" / "embedding.h5ad")
-    assert emb.obsm["X_ivae"].shape == (emb.n_obs, 8) and emb.n_obs > 500
-    assert len(pd.read_csv(tmp_path / "results" / "pbmc68k" / "training_log.tsv", sep="\t")) == 3
-
-    jobs = subprocess.run(["sacct", "-X", "-P", "-n", "--format=Comment,AllocTRES,State"], env=cluster,
-                          capture_output=True, text=True, check=True).stdout.splitlines()
-    by_rule = {line.split("|")[0].split("_wildcards")[0]: line for line in jobs}
-    assert "gres/gpu=1" in by_rule["rule_train"] and "COMPLETED" in by_rule["rule_train"]
-    assert "gres/gpu" not in by_rule["rule_preprocess"]
+    jobs = sacct_jobs(cluster)
+    train, train_vae = jobs["train"], jobs["train_vae"]
+    for job in (train, train_vae):
+        assert "gres/gpu=1" in job["AllocTRES"] and job["State"] == "COMPLETED", job
+    assert "gres/gpu" not in jobs["preprocess"]["AllocTRES"]
+    # ISO timestamps compare as strings: each started before the other ended
+    assert train["Start"] < train_vae["End"] and train_vae["Start"] < train["End"], (train, train_vae)
+    # memory came from the rules' size-based requests, not the profile's 1,000 MB default
+    assert "mem=1000M" not in train["AllocTRES"], train
     log = (tmp_path / "logs" / "train" / "pbmc68k.log").read_text()
     assert "on cpu" in log  # the /dev/null GPU is a GPU to SLURM, not to torch
     assert not torch.cuda.is_available()
+
+
+def test_profile_slurm_with_default_profile_warns(cluster, pbmc68k_counts, tmp_path):
+    """`--profile` (instead of --workflow-profile) keeps the workstation's gpu=1: warned."""
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    profile.pop("software-deployment-method")
+    profile.pop("conda-prefix")
+    profile["default-resources"].update(slurm_account="ivae", slurm_partition="debug")
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    (tmp_path / "data").mkdir()
+    pbmc68k_counts[:300].write_h5ad(tmp_path / "data" / "d.h5ad")
+    write_config(tmp_path, {"datasets": {"d": {"path": "data/d.h5ad"}}})
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--profile", str(tmp_path / "profile"), "--workflow-profile", str(REPO / "profiles" / "default"),
+           "results/d/preprocessed.h5ad"]
+    run = subprocess.run(cmd, env=cluster, capture_output=True, text=True, timeout=300)
+    assert "GPU jobs are limited to 1 at a time" in run.stdout + run.stderr, run.stdout + run.stderr

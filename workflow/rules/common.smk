@@ -1,8 +1,16 @@
 import copy
 import re
+import sys
+from pathlib import Path
 
 from snakemake import __version__ as SNAKEMAKE_VERSION
+from snakemake.logging import logger
 from snakemake.utils import validate
+
+# sizing.py (standard library only) sizes each job's resources from its input's header.
+SCRIPTS = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+import sizing
 
 # Per-dataset overrides exactly as the user wrote them: validation below fills schema
 # defaults into every section, overrides included, so the merge must use these copies.
@@ -122,3 +130,46 @@ def sweep_train_params(wildcards):
 def sweep_defaults(wildcards):
     train = train_params(wildcards)
     return {"beta": train["beta"], "irecon": train["irecon"]}
+
+
+def job_mem_mb(step, input_key=0):
+    """Resource function: memory (MB) of a `step` job, from the size of its input
+    `input_key` (index or name), scaled by the attempt so that a retry asks for more."""
+
+    def mem_mb(wildcards, input, attempt):
+        return sizing.mem_mb(step, _input_size(wildcards, input, input_key), attempt)
+
+    return mem_mb
+
+
+def job_runtime(step, input_key=0):
+    """Resource function: runtime (minutes) of a `step` job, like job_mem_mb; training
+    time also grows with the dataset's epochs."""
+
+    def runtime(wildcards, input, attempt):
+        epochs = train_params(wildcards)["epochs"] if step == "train" else 1
+        size = _input_size(wildcards, input, input_key)
+        return sizing.runtime_min(step, size, attempt, epochs=epochs)
+
+    return runtime
+
+
+def _input_size(wildcards, input, input_key):
+    path = input[input_key] if isinstance(input_key, int) else getattr(input, input_key)
+    layer = None
+    if path == counts_input(wildcards):  # the user's file: its counts layer counts
+        layer = config["datasets"][wildcards.dataset].get("counts_layer")
+    return sizing.matrix_size(path, layer)
+
+
+def warn_if_gpu_jobs_serialised_on_cluster():
+    """`--profile profiles/slurm` loads profiles/default too, whose `gpu=1` then lets one
+    training job run at a time on the whole cluster: say so, and what to run instead."""
+    if workflow.local_exec or "gpu" not in workflow.global_resources:
+        return
+    limit = workflow.global_resources["gpu"].value
+    logger.warning(
+        f"GPU jobs are limited to {limit} at a time on this cluster (resources: gpu={limit}, "
+        "from profiles/default unless you set it). For parallel training jobs select the "
+        "cluster profile with --workflow-profile profiles/slurm instead of --profile."
+    )

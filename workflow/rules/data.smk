@@ -6,6 +6,7 @@ rule obtain_builtin:
         "logs/obtain_builtin/{source}.log",
     wildcard_constraints:
         source="|".join(map(re.escape, BUILTIN_SOURCES)) or "^$",
+    localrule: True  # needs the internet, which compute nodes usually lack
     conda:
         "../../envs/scanpy.yaml"
     threads: 1

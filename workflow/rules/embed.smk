@@ -15,7 +15,8 @@ rule embed:
         "../../envs/train.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=job_mem_mb("embed", "data"),
+        runtime=job_runtime("embed", "data"),
     params:
         batch_size=4096,
     script:

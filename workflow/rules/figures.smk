@@ -54,7 +54,8 @@ rule plot_embeddings:
         "../../envs/scanpy.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=job_mem_mb("figures", "embedding"),
+        runtime=job_runtime("figures", "embedding"),
     params:
         seed=seed_param,
     script:

@@ -20,7 +20,8 @@ rule metrics:
         "../../envs/scanpy.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=job_mem_mb("metrics", "data"),
+        runtime=job_runtime("metrics", "data"),
     params:
         label_key=dataset_entry("label_key"),
         seed=seed_param,
@@ -42,7 +43,8 @@ rule cell_labels:
         "../../envs/scanpy.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=job_mem_mb("cell_labels"),
+        runtime=job_runtime("cell_labels"),
     params:
         label_key=dataset_entry("label_key"),
         annotation=annotation_params,

@@ -12,7 +12,8 @@ rule preprocess:
         "../../envs/scanpy.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=job_mem_mb("preprocess"),
+        runtime=job_runtime("preprocess"),
     params:
         dataset="{dataset}",
         counts_layer=dataset_entry("counts_layer"),

@@ -14,7 +14,8 @@ rule train:
     threads: 4
     resources:
         gpu=1,
-        mem_mb=16000,
+        mem_mb=job_mem_mb("train"),
+        runtime=job_runtime("train"),
     params:
         model=model_params,
         train=train_params,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster on localhost for the integration test, with accounting
-# (slurmdbd + MariaDB, which the executor plugin's sacct needs) and one GPU backed by
-# /dev/null.  Usage: cluster.sh start DIR | cluster.sh stop DIR.  Needs root and Debian's
+# (slurmdbd + MariaDB, which the executor plugin's sacct needs) and two GPUs backed by
+# /dev/null and /dev/zero (SLURM counts and allocates them; nothing uses them).  Usage: cluster.sh start DIR | cluster.sh stop DIR.  Needs root and Debian's
 # slurm-wlm, slurmdbd, munge and mariadb-server.
 set -euo pipefail
 cmd=$1
@@ -92,10 +92,10 @@ AccountingStoreFlags=job_comment
 ReturnToService=2
 MpiDefault=none
 SchedulerParameters=defer
-NodeName=$host CPUs=$(nproc) RealMemory=16000 Gres=gpu:1 State=UNKNOWN
+NodeName=$host CPUs=$(nproc) RealMemory=16000 Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
-echo "Name=gpu File=/dev/null" >"$dir/gres.conf"
+printf "Name=gpu File=/dev/null\nName=gpu File=/dev/zero\n" >"$dir/gres.conf"
 mkdir -p /etc/slurm && ln -sfn "$dir/slurm.conf" /etc/slurm/slurm.conf  # for srun inside jobs
 
 slurmdbd

@@ -1,0 +1,128 @@
+"""Job sizes from file headers, and the memory/runtime each rule asks a cluster for."""
+
+import builtins
+
+import numpy as np
+import pytest
+
+import sizing
+from conftest import write_10x_h5, write_10x_mtx
+from sizing import MatrixSize, matrix_size, mem_mb, runtime_min
+
+STEPS = ("preprocess", "train", "embed", "cell_labels", "metrics", "figures")
+
+
+@pytest.fixture(scope="module")
+def counts(pbmc68k_counts):
+    return pbmc68k_counts[:300].copy()
+
+
+def test_h5ad_sizes_from_header(counts, tmp_path):
+    nnz = counts.X.nnz
+    counts.write_h5ad(tmp_path / "x.h5ad", compression="gzip")
+    size = matrix_size(tmp_path / "x.h5ad")
+    assert (size.n_cells, size.n_genes, size.nnz) == (300, counts.n_vars, nnz)
+    assert size.file_mb == pytest.approx((tmp_path / "x.h5ad").stat().st_size / 2**20)
+
+    # a counts layer, .raw and a dense X are read where the dataset says the counts are
+    other = counts.copy()
+    other.layers["umis"] = counts.X.copy()
+    other.X = counts.X.toarray()
+    other.raw = counts[:, :50].copy()
+    other.write_h5ad(tmp_path / "y.h5ad")
+    assert matrix_size(tmp_path / "y.h5ad", "umis").nnz == nnz
+    assert matrix_size(tmp_path / "y.h5ad", "raw.X").n_genes == 50
+    dense = matrix_size(tmp_path / "y.h5ad")
+    assert dense.nnz == 300 * counts.n_vars
+
+
+def test_preprocessed_h5ad_counts_layer_and_raw(counts, tmp_path):
+    import anndata as ad
+
+    out = ad.AnnData(X=counts.X[:, :40].copy(), obs=counts.obs)
+    out.layers["counts"] = counts.X[:, :40].copy()
+    out.raw = counts
+    out.write_h5ad(tmp_path / "pre.h5ad")
+    size = matrix_size(tmp_path / "pre.h5ad")
+    assert (size.n_cells, size.n_genes) == (300, 40)
+    assert size.nnz == out.layers["counts"].nnz and size.raw_nnz == counts.X.nnz
+
+
+def test_obs_only_h5ad_gives_the_cell_count(counts, tmp_path):
+    import anndata as ad
+
+    emb = ad.AnnData(obs=counts.obs)
+    emb.obsm["X_ivae"] = np.zeros((300, 4), np.float32)
+    emb.write_h5ad(tmp_path / "emb.h5ad")
+    assert matrix_size(tmp_path / "emb.h5ad").n_cells == 300
+
+
+def test_10x_h5_and_matrix_market(counts, tmp_path):
+    nnz = counts.X.nnz
+    h5 = matrix_size(write_10x_h5(counts, tmp_path / "m.h5"))
+    assert (h5.n_cells, h5.n_genes, h5.nnz) == (300, counts.n_vars, nnz)
+    directory = write_10x_mtx(counts, tmp_path / "mtx")
+    for path in (directory, directory / "matrix.mtx.gz"):
+        mtx = matrix_size(path)
+        assert (mtx.n_cells, mtx.n_genes, mtx.nnz) == (300, counts.n_vars, nnz)
+
+
+def test_loom_shape(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "x.loom", "w") as f:
+        f["matrix"] = np.zeros((70, 20), np.float32)  # genes x cells
+        f.create_group("layers")["spliced"] = np.zeros((70, 20), np.float32)
+        f.create_group("col_attrs")["CellID"] = np.array([f"c{i}" for i in range(20)], dtype="S")
+        f.create_group("row_attrs")["Gene"] = np.array([f"g{i}" for i in range(70)], dtype="S")
+    size = matrix_size(tmp_path / "x.loom")
+    assert (size.n_cells, size.n_genes, size.nnz) == (20, 70, None)
+    assert matrix_size(tmp_path / "x.loom", "spliced").n_cells == 20
+
+
+def test_without_h5py_or_a_readable_header_the_file_size_is_used(counts, tmp_path, monkeypatch):
+    counts.write_h5ad(tmp_path / "x.h5ad")
+    real_import = builtins.__import__
+
+    def no_h5py(name, *args, **kwargs):
+        if name == "h5py":
+            raise ImportError("no h5py here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_h5py)
+    size = matrix_size(tmp_path / "x.h5ad")
+    assert size.nnz is None and size.file_mb > 0
+    assert size.csr_mb == pytest.approx(size.file_mb * sizing.COMPRESSION_RATIO)
+    monkeypatch.undo()
+    (tmp_path / "broken.h5ad").write_bytes(b"not hdf5")
+    assert matrix_size(tmp_path / "broken.h5ad").nnz is None
+    assert matrix_size(tmp_path / "absent.h5ad") == MatrixSize(0.0)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_requests_grow_with_data_and_attempt(step):
+    small = MatrixSize(10.0, 10_000, 2_000, 10_000_000)
+    large = MatrixSize(1000.0, 1_000_000, 2_000, 1_000_000_000)
+    assert mem_mb(step, large) > mem_mb(step, small) >= 1500
+    assert runtime_min(step, large) > runtime_min(step, small) >= 10
+    assert mem_mb(step, small, attempt=3) == 3 * mem_mb(step, small)
+    assert runtime_min(step, small, attempt=2) == 2 * runtime_min(step, small)
+
+
+def test_preprocess_memory_follows_the_stored_values():
+    """2.5 x the CSR matrix (8 bytes per stored value) plus 1.5 GB."""
+    size = MatrixSize(1.0, 1_000_000, 14_000, 800_000_000)
+    assert mem_mb("preprocess", size) == int(np.ceil(1500 + 2.5 * 800_000_000 * 8 / 2**20))
+
+
+def test_training_runtime_grows_with_epochs():
+    size = MatrixSize(100.0, 100_000, 2_000, 100_000_000)
+    assert runtime_min("train", size, epochs=100) > runtime_min("train", size, epochs=10)
+    assert runtime_min("train", size, epochs=100) >= 100 * 100_000 / sizing.TRAIN_CELLS_PER_S / 60
+
+
+def test_unknown_step_is_an_error():
+    with pytest.raises(ValueError, match="unknown step"):
+        mem_mb("nope", MatrixSize(1.0))
+    with pytest.raises(ValueError, match="unknown step"):
+        runtime_min("nope", MatrixSize(1.0))

@@ -1,0 +1,209 @@
+"""How large a dataset is, read from its file's header, and what a rule needs for it.
+
+The rules' ``resources:`` (``mem_mb``, ``runtime``) call these functions, so that a cluster
+job asks for memory and time in proportion to its data, and a retried job (``attempt``
+2, 3, ...) for proportionally more. They run in the main Snakemake process, which may
+live in an environment of its own: standard library only, plus h5py when it is there
+(without it, sizes are estimated from the file size).
+
+The cost models are deliberately generous upper bounds fitted to the measurements in
+README ("Performance"): a job that asks for too little memory is killed, one that asks
+for a little too much only waits a little longer in the queue.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 1 << 20
+#: Bytes per stored value of a CSR count matrix in memory: float32 value + int32 index.
+CSR_BYTES = 8
+#: Counts compress about this well in gzip-compressed HDF5 (used when h5py is missing).
+COMPRESSION_RATIO = 4.0
+#: Training throughput assumed for the runtime request (cells per second). The CPU of a
+#: laptop does ~12,000 and a GPU far more; the request must hold on slow nodes too.
+TRAIN_CELLS_PER_S = 3000.0
+
+
+@dataclass(frozen=True)
+class MatrixSize:
+    """Size of a cells x genes matrix: counts from the header where known, else None."""
+
+    file_mb: float
+    n_cells: int | None = None
+    n_genes: int | None = None
+    nnz: int | None = None
+    raw_nnz: int | None = None  # stored values of .raw (preprocessed.h5ad), when present
+
+    @property
+    def csr_mb(self) -> float:
+        """Memory of the matrix as CSR counts (MB); from the file size if nnz is unknown."""
+        if self.nnz is not None:
+            return self.nnz * CSR_BYTES / MB
+        return self.file_mb * COMPRESSION_RATIO
+
+    @property
+    def dense_mb(self) -> float:
+        """Memory of the matrix as a dense float32 array (MB)."""
+        if self.n_cells is not None and self.n_genes is not None:
+            return self.n_cells * self.n_genes * 4 / MB
+        return self.csr_mb * 5  # count matrices are typically ~10 % non-zero
+
+    @property
+    def cells(self) -> int:
+        """Number of cells, or an estimate from the stored values (~1,000 per cell)."""
+        if self.n_cells is not None:
+            return self.n_cells
+        return max(1, int(self.csr_mb * MB / CSR_BYTES / 1000))
+
+
+def _path_size_mb(path: Path) -> float:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / MB
+    return path.stat().st_size / MB
+
+
+def _h5_matrix(group, key: str):
+    """(n_rows, n_cols, nnz) of an AnnData-encoded matrix element, or None."""
+    if key not in group:
+        return None
+    element = group[key]
+    if hasattr(element, "shape"):  # a dense dataset
+        rows, cols = element.shape
+        return int(rows), int(cols), int(rows) * int(cols)
+    shape = element.attrs.get("shape")
+    if shape is None or "data" not in element:
+        return None
+    return int(shape[0]), int(shape[1]), int(element["data"].shape[0])
+
+
+def _read_h5_size(path: Path, layer: str | None, file_mb: float) -> MatrixSize | None:
+    try:
+        import h5py
+    except ImportError:
+        return None
+    with h5py.File(path, "r") as f:
+        if "matrix" in f and isinstance(f["matrix"], h5py.Group):  # 10x Cell Ranger .h5
+            genes, cells = (int(v) for v in f["matrix/shape"][()])
+            return MatrixSize(file_mb, cells, genes, int(f["matrix/data"].shape[0]))
+        if "matrix" in f and "col_attrs" in f:  # .loom: dense genes x cells
+            dataset = f["layers"][layer] if layer else f["matrix"]
+            genes, cells = (int(v) for v in dataset.shape)
+            return MatrixSize(file_mb, cells, genes)
+        if layer == "raw.X":
+            found = _h5_matrix(f, "raw/X")
+        elif layer:
+            found = _h5_matrix(f, f"layers/{layer}")
+        else:  # preprocessed.h5ad: the counts layer is what training reads
+            found = _h5_matrix(f, "layers/counts") or _h5_matrix(f, "X")
+        if found is None:  # no matrix (embedding.h5ad): the cells are the obs
+            obs = f.get("obs")
+            index = obs.attrs.get("_index") if obs is not None else None
+            if index is None or index not in obs:
+                return None
+            return MatrixSize(file_mb, int(obs[index].shape[0]))
+        raw = _h5_matrix(f, "raw/X")
+        return MatrixSize(file_mb, found[0], found[1], found[2], raw[2] if raw else None)
+
+
+def _mtx_header(path: Path) -> tuple[int, int, int] | None:
+    """(rows, cols, entries) from a Matrix Market header, gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        for line in fh:
+            if not line.startswith("%"):
+                rows, cols, entries = (int(v) for v in line.split()[:3])
+                return rows, cols, entries
+    return None
+
+
+def _find_mtx(path: Path) -> Path | None:
+    if path.name.endswith((".mtx", ".mtx.gz")):
+        return path
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.name.endswith(("matrix.mtx", "matrix.mtx.gz")))
+        return found[0] if found else None
+    return None
+
+
+def matrix_size(path: str | os.PathLike, layer: str | None = None) -> MatrixSize:
+    """Size of the count matrix in ``path`` (.h5ad, 10x .h5, .loom, Matrix Market file or
+    directory), read from headers only; unknown fields stay None. ``layer`` is the
+    dataset's ``counts_layer``. A missing path gives a zero size (dry runs)."""
+    path = Path(path)
+    if not path.exists():
+        return MatrixSize(0.0)
+    file_mb = _path_size_mb(path)
+    try:
+        mtx = _find_mtx(path)
+        if mtx is not None:
+            header = _mtx_header(mtx)
+            if header is not None:
+                genes, cells, entries = header  # 10x/GEO orientation; only the product matters
+                return MatrixSize(file_mb, cells, genes, entries)
+        elif path.suffix in (".h5ad", ".h5", ".loom"):
+            found = _read_h5_size(path, layer, file_mb)
+            if found is not None:
+                return found
+    except (OSError, ValueError, KeyError):
+        pass  # unreadable header: fall back on the file size; the rule itself says what is wrong
+    return MatrixSize(file_mb)
+
+
+def _scaled(value: float, attempt: int) -> int:
+    """A request rounded up, multiplied by the attempt: each retry asks for more."""
+    return int(math.ceil(value)) * max(1, int(attempt))
+
+
+def mem_mb(step: str, size: MatrixSize, attempt: int = 1) -> int:
+    """Memory (MB) a rule's job needs for data of ``size`` (its main input).
+
+    - ``preprocess``: the input's counts as CSR, about 2.5 times (QC, HVG selection and
+      normalisation each work on the sparse matrix);
+    - ``train``: the counts as CSR plus, when small enough to be held densely (2 GiB),
+      the dense matrix; PyTorch itself ~1.5 GB;
+    - ``embed``: the counts as CSR and the embeddings;
+    - ``cell_labels``, ``metrics``, ``figures``: the log-normalised matrix, .raw, the
+      dense HVG matrix the baselines factorise, kNN graphs (~1 kB per cell).
+    """
+    base = 1500.0
+    csr = size.csr_mb
+    raw = (size.raw_nnz or 0) * CSR_BYTES / MB
+    per_cell = size.cells * 1000 / MB
+    if step == "preprocess":
+        need = base + 2.5 * csr
+    elif step == "train":
+        need = base + csr + (size.dense_mb if size.dense_mb <= 2048 else 2 * csr)
+    elif step == "embed":
+        need = base + 1.5 * csr + per_cell
+    elif step == "cell_labels":
+        need = base + 3 * csr + 2 * raw + 2 * per_cell
+    elif step == "metrics":
+        need = base + 2 * csr + 3 * size.dense_mb + 2 * per_cell
+    elif step == "figures":
+        need = base + 4 * per_cell
+    else:
+        raise ValueError(f"unknown step {step!r}")
+    return _scaled(need, attempt)
+
+
+def runtime_min(step: str, size: MatrixSize, attempt: int = 1, *, epochs: int = 1) -> int:
+    """Wall time (minutes) a rule's job needs for data of ``size``; training also grows
+    with ``epochs`` (at ``TRAIN_CELLS_PER_S``)."""
+    gb = size.csr_mb / 1024
+    cells = size.cells
+    if step == "preprocess":
+        need = 10 + 10 * gb
+    elif step == "train":
+        need = 10 + epochs * cells / TRAIN_CELLS_PER_S / 60
+    elif step == "embed":
+        need = 10 + cells / 20000 / 60 + 2 * gb
+    elif step in ("cell_labels", "metrics", "figures"):
+        need = 20 + cells / 1000 / 60 * 5
+    else:
+        raise ValueError(f"unknown step {step!r}")
+    return _scaled(need, attempt)
