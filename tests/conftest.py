@@ -27,15 +27,37 @@ GLOBAL = {
 }
 
 
+#: Cell names users' data have; the first cells of the integration run's labelled dataset get them.
+ODD_CELL_NAMES = ["0001", "3348", "3348", " spaced cell ", "Zelle-ä", "NA", "1e5", "12"]
+#: Gene names likewise, given to the most widely expressed genes (so they pass QC).
+ODD_GENE_NAMES = ["0002", "1", "Gén-ä", "Gén-ä"]
+
+
+def with_odd_names(adata):
+    """A copy whose cells are named by zero-padded numbers (plus ODD_CELL_NAMES: numbers,
+    duplicates, spaces, non-ASCII, "NA") and some of whose genes by ODD_GENE_NAMES."""
+    adata = adata.copy()
+    cells = [f"{i:04d}" for i in range(adata.n_obs)]
+    cells[:len(ODD_CELL_NAMES)] = ODD_CELL_NAMES
+    adata.obs_names = cells
+    genes = list(adata.var_names)
+    widest = np.argsort(-np.asarray((adata.X > 0).sum(0)).ravel())[:len(ODD_GENE_NAMES)]
+    for i, name in zip(widest, ODD_GENE_NAMES):
+        genes[i] = name
+    adata.var_names = genes
+    return adata
+
+
 @pytest.fixture(scope="session")
 def run(pbmc68k_counts, tmp_path_factory):
-    """Two datasets in one run: an .h5ad with labels, and a 10x .h5 with overrides."""
+    """Two datasets in one run: an .h5ad with labels and cell and gene names of every form,
+    and a 10x .h5 with overrides."""
     sys.path.insert(0, str(REPO / "tests" / "integration"))
     from integration_helpers import snakemake, write_config
 
     workdir = tmp_path_factory.mktemp("wf")
     (workdir / "data").mkdir()
-    pbmc68k_counts.write_h5ad(workdir / "data" / "pbmc68k.h5ad")
+    with_odd_names(pbmc68k_counts).write_h5ad(workdir / "data" / "pbmc68k.h5ad")
     write_10x_h5(pbmc68k_counts[:400], workdir / "data" / "small.h5")
     write_config(workdir, {
         "datasets": {

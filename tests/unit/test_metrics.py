@@ -16,6 +16,7 @@ from metrics import (
     correlation_score,
     main,
     metrics_table,
+    read_reference,
     reference_labels,
 )
 
@@ -327,3 +328,15 @@ def test_main_rejects_mismatched_cells(lognorm, tmp_path):
     emb.write_h5ad(tmp_path / "emb.h5ad")
     with pytest.raises(InputError, match="other cells"):
         main(_fake_snakemake(tmp_path, data, tmp_path / "emb.h5ad", tmp_path / "emb.h5ad", "bulk_labels"))
+
+
+def test_read_reference_keeps_numeric_cell_names(tmp_path):
+    """Cell names that all look like numbers ("0001", "3348") are names, not integers."""
+    from common_io import write_cell_table
+
+    names = pd.Index(["0001", "3348", "12", "007"], name="cell")
+    table = pd.DataFrame({"cluster": ["0", "1", "0", "1"], "label": ["1", "2", "1", "2"],
+                          "label_source": "labels"}, index=names)
+    write_cell_table(table, tmp_path / "labels.tsv")
+    labels, kind = read_reference(tmp_path / "labels.tsv", pd.Index(["0001", "3348", "12", "007"]))
+    assert kind == "labels" and list(labels) == ["1", "2", "1", "2"]

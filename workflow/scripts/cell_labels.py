@@ -17,7 +17,7 @@ when no score is positive.
 import numpy as np
 import pandas as pd
 
-from common_io import InputError, atomic_path, log, setup_logging
+from common_io import InputError, log, setup_logging, write_cell_table
 from metrics import reference_labels
 
 UNASSIGNED = "Unassigned"
@@ -93,8 +93,7 @@ def main(snakemake) -> None:
     annotation = snakemake.params.annotation
     table = cell_labels(adata, label_key=snakemake.params.label_key, markers=annotation["markers"],
                         seed=snakemake.params.seed, resolution=annotation["leiden_resolution"])
-    with atomic_path(snakemake.output[0]) as tmp:
-        table.to_csv(tmp, sep="\t")
+    write_cell_table(table, snakemake.output[0])
 
 
 if "snakemake" in globals():

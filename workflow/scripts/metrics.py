@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import InputError, atomic_path, log, setup_logging
+from common_io import InputError, atomic_path, log, read_cell_table, setup_logging
 from plot_latent_correlation import correlation_matrix
 
 METRIC_COLUMNS = ["method", "NMI", "ARI", "ASW", "CH", "DB", "corr_score", "reference"]
@@ -252,7 +252,7 @@ def read_reference(path, obs_names: pd.Index) -> tuple[np.ndarray, str]:
     otherwise the Leiden clusters of the log-normalised data (kind ``"clusters"``), also
     when the labels are marker-based: those are names given to the same clusters.
     """
-    table = pd.read_csv(path, sep="\t", index_col="cell", dtype={"cluster": str, "label": str})
+    table = read_cell_table(path)
     if not table.index.equals(obs_names):
         raise InputError(f"{path} holds other cells than the preprocessed data (or in another order); rerun it.")
     if (table["label_source"] == "labels").all():

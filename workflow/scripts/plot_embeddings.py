@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, setup_logging
+from common_io import log, read_cell_table, setup_logging
 
 #: Legend title for each ``label_source`` of cell_labels.tsv.
 LABEL_TITLES = {
@@ -186,7 +186,7 @@ def main(snakemake) -> None:
     dataset = snakemake.wildcards.dataset
     seed = int(snakemake.params.get("seed", 0))
     emb = ad.read_h5ad(snakemake.input.embedding)
-    table = pd.read_csv(snakemake.input.labels, sep="\t", index_col="cell", dtype=str)
+    table = read_cell_table(snakemake.input.labels)
     missing = emb.obs_names.difference(table.index)
     if len(missing):
         raise ValueError(f"{snakemake.input.labels}: no label for {len(missing)} cells of the embedding "
