@@ -17,7 +17,7 @@ PBMC_MARKERS = {
 @pytest.fixture(scope="module")
 def adata(pbmc68k_counts):
     return preprocess(pbmc68k_counts.copy(), min_genes=50, min_cells=3, max_genes=None, max_pct_mt=None,
-                      mt_prefix="MT-", n_top_genes=400, target_sum=1e4)
+                      mt_prefix="MT-", n_top_genes=400, target_sum=1e4)[0]
 
 
 def test_labels_from_label_key(adata):

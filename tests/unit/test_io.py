@@ -124,8 +124,8 @@ def test_mouse_mitochondrial_genes_found(pbmc68k_counts):
     mt = np.flatnonzero(src.var_names.str.upper().str.startswith("MT-"))  # mt-Co1, mt-Nd1 and MT-ND3
     assert len(mt) == 3
     expected = 100 * src.X[:, mt].sum(1).A1 / src.X.sum(1).A1  # before: preprocess consumes its input
-    out = preprocess(src, min_genes=1, min_cells=1, max_genes=None, max_pct_mt=None, mt_prefix="MT-",
-                     n_top_genes=50, target_sum=1e4)
+    out, _ = preprocess(src, min_genes=1, min_cells=1, max_genes=None, max_pct_mt=None, mt_prefix="MT-",
+                        n_top_genes=50, target_sum=1e4)
     np.testing.assert_allclose(out.obs["pct_counts_mt"], expected[np.isin(src.obs_names, out.obs_names)], rtol=1e-5)
     assert (out.obs["pct_counts_mt"] > 0).any()
 

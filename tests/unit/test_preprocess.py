@@ -11,7 +11,7 @@ PARAMS = dict(min_genes=50, min_cells=3, max_genes=None, max_pct_mt=None, mt_pre
 
 @pytest.fixture(scope="module")
 def result(pbmc68k_counts):
-    return preprocess(pbmc68k_counts.copy(), **PARAMS)
+    return preprocess(pbmc68k_counts.copy(), **PARAMS)[0]
 
 
 def test_matches_scanpy(pbmc68k_counts, result):
@@ -61,14 +61,23 @@ def test_hvgs_are_the_most_variable(result, pbmc68k_counts):
 
 
 def test_fewer_genes_than_requested_keeps_all(pbmc68k_counts):
-    out = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "n_top_genes": 5000})
+    out, _ = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "n_top_genes": 5000})
     assert out.n_vars == (np.asarray((pbmc68k_counts.X > 0).sum(0)).ravel() >= 3).sum()
 
 
 def test_qc_thresholds_filter(pbmc68k_counts):
-    strict = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "min_genes": 250, "max_genes": 400})
+    strict, table = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "min_genes": 250, "max_genes": 400})
     n_genes = strict.obs["n_genes_by_counts"]
     assert (n_genes >= 250).all() and (n_genes <= 400).all()
+    # the QC table covers every input cell and says why each removed one failed
+    assert list(table.index) == list(pbmc68k_counts.obs_names)
+    expected = np.where(table["n_genes_by_counts"] < 250, "low n_genes_by_counts",
+                        np.where(table["n_genes_by_counts"] > 400, "high n_genes_by_counts", ""))
+    failed = table["qc_fail"].to_numpy()
+    hvg_empty = failed == "no counts in the highly variable genes"
+    assert (failed[~hvg_empty] == expected[~hvg_empty]).all()
+    assert set(strict.obs_names) == set(table.index[failed == ""])
+    assert strict.uns["qc"]["removed"]["low n_genes_by_counts"] == (expected == "low n_genes_by_counts").sum()
 
 
 def test_no_cells_left_is_a_clear_error(pbmc68k_counts):
@@ -77,7 +86,7 @@ def test_no_cells_left_is_a_clear_error(pbmc68k_counts):
 
 
 def test_keep_raw_false_drops_raw(pbmc68k_counts):
-    out = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "keep_raw": False})
+    out, _ = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "keep_raw": False})
     assert out.raw is None and "counts" in out.layers
 
 

@@ -82,6 +82,7 @@ def final_outputs():
             "results/{dataset}/figures/umap.png",
             "results/{dataset}/figures/interpretative_embedding.png",
             "results/{dataset}/figures/training_curves.png",
+            "results/{dataset}/figures/qc.png",
             "results/{dataset}/software_versions.tsv",
         ],
         dataset=DATASETS,

@@ -3,7 +3,9 @@ rule preprocess:
     input:
         counts_input,
     output:
-        "results/{dataset}/preprocessed.h5ad",
+        h5ad="results/{dataset}/preprocessed.h5ad",
+        qc="results/{dataset}/qc.tsv",
+        bounds="results/{dataset}/qc_bounds.tsv",
     log:
         "logs/preprocess/{dataset}.log",
     benchmark:
@@ -21,3 +23,27 @@ rule preprocess:
         preprocess=preprocess_params,
     script:
         "../scripts/preprocess.py"
+
+
+rule plot_qc:
+    """Distributions of the QC metrics with their thresholds, and which cells were removed."""
+    input:
+        qc="results/{dataset}/qc.tsv",
+        bounds="results/{dataset}/qc_bounds.tsv",
+    output:
+        pdf="results/{dataset}/figures/qc.pdf",
+        png=report(
+            "results/{dataset}/figures/qc.png",
+            caption="../report/qc.rst",
+            category="Quality control",
+            labels={"dataset": "{dataset}", "figure": "QC"},
+        ),
+    log:
+        "logs/plot_qc/{dataset}.log",
+    conda:
+        "../../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/plot_qc.py"

@@ -1,12 +1,17 @@
 """Scanpy preprocessing: QC, normalisation, highly variable genes, raw counts kept.
 
 Output contract (results/{dataset}/preprocessed.h5ad):
-- cells that pass QC, the highly variable genes;
+- cells that pass QC (qc.py: fixed or MAD thresholds, optionally Scrublet doublets), the
+  highly variable genes;
 - ``layers["counts"]``: raw integer counts (what the iVAE models);
 - ``X``: log1p of counts normalised to ``target_sum`` per cell (library size over all genes);
 - ``.raw`` (unless ``keep_raw`` is false): the log-normalised values of every gene that
   passed QC (for marker genes);
-- ``obs``: the input's columns plus scanpy's QC metrics; ``uns["preprocess"]``: parameters.
+- ``obs``: the input's columns plus scanpy's QC metrics; ``uns["preprocess"]``: parameters,
+  ``uns["qc"]``: the QC bounds and how many cells each removed.
+
+Beside it, results/{dataset}/qc.tsv has every input cell's QC metrics and why it failed
+(``qc_fail``, empty for kept cells), and qc_bounds.tsv the bounds; the QC figure draws both.
 """
 
 
@@ -14,21 +19,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import InputError, log, read_counts, setup_logging, software_versions, write_h5ad
-
-
-def qc_metrics(X: sp.csr_matrix, mt_mask: np.ndarray) -> pd.DataFrame:
-    """Per-cell QC with scanpy's column names, computed without copying X."""
-    total = np.asarray(X.sum(axis=1)).ravel()
-    total_mt = np.asarray(X[:, np.flatnonzero(mt_mask)].sum(axis=1)).ravel()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pct_mt = np.where(total > 0, 100 * total_mt / total, 0.0)
-    return pd.DataFrame({
-        "n_genes_by_counts": np.diff(X.indptr),
-        "total_counts": total,
-        "total_counts_mt": total_mt,
-        "pct_counts_mt": pct_mt,
-    })
+from common_io import (InputError, atomic_path, log, read_counts, setup_logging, software_versions,
+                       write_cell_table, write_h5ad)
+from qc import cell_metrics, qc_bounds, qc_failures, scrublet_doublets
 
 
 def log_normalise_inplace(X: sp.csr_matrix, target_sum: float) -> None:
@@ -54,14 +47,20 @@ def preprocess(
     n_top_genes: int,
     target_sum: float,
     keep_raw: bool = True,
+    qc: str = "fixed",
+    qc_nmads: float = 5.0,
+    qc_nmads_mt: float = 3.0,
+    doublets: str | None = None,
     dataset: str = "dataset",
 ):
-    """AnnData of raw counts (CSR) in X -> the preprocessed AnnData of the module doc.
+    """AnnData of raw counts (CSR) in X -> ``(preprocessed AnnData, QC table)``.
 
-    Memory-lean for atlases: the input's X is consumed (log-normalised in place), and
-    no step holds more than two copies of the cells x genes matrix. Highly variable genes
-    are scanpy's ``seurat_v3`` (variance-stabilised raw counts). Raises InputError when no
-    cells or no genes are left after QC.
+    The AnnData is that of the module doc; the QC table has one row per input cell (its
+    metrics and ``qc_fail``, why it was removed: empty if kept). Memory-lean for atlases:
+    the input's X is consumed (log-normalised in place), and no step holds more than two
+    copies of the cells x genes matrix. Highly variable genes are scanpy's ``seurat_v3``
+    (variance-stabilised raw counts). Raises InputError when no cells or no genes are
+    left after QC.
     """
     import anndata as ad
     import scanpy as sc
@@ -71,20 +70,32 @@ def preprocess(
     del adata
     n0_cells, n0_genes = X.shape
     var["mt"] = var.index.str.upper().str.startswith(mt_prefix.upper())  # MT- (human) and mt- (mouse)
-    qc = qc_metrics(X, var["mt"].to_numpy())
-    keep = qc["n_genes_by_counts"].to_numpy() >= min_genes
-    if max_genes is not None:
-        keep &= qc["n_genes_by_counts"].to_numpy() <= max_genes
-    if max_pct_mt is not None:
-        keep &= qc["pct_counts_mt"].to_numpy() <= max_pct_mt
-    log.info("QC: kept %d of %d cells (min_genes=%s, max_genes=%s, max_pct_mt=%s; %d %s* genes)",
-             keep.sum(), n0_cells, min_genes, max_genes, max_pct_mt, int(var["mt"].sum()), mt_prefix)
+    metrics = cell_metrics(X, var["mt"].to_numpy(), top_genes=qc == "mad")
+    metrics.index = obs.index
+    bounds = qc_bounds(metrics, qc=qc, min_genes=min_genes, max_genes=max_genes, max_pct_mt=max_pct_mt,
+                       nmads=qc_nmads, nmads_mt=qc_nmads_mt)
+    table = metrics.assign(qc_fail=qc_failures(metrics, bounds))
+    keep = (table["qc_fail"] == "").to_numpy()
+    log.info("QC (%s): kept %d of %d cells; %d %s* genes; bounds:\n%s", qc, keep.sum(), n0_cells,
+             int(var["mt"].sum()), mt_prefix, bounds.to_string(index=False))
     if not keep.any():
-        raise InputError(f"dataset '{dataset}': no cells left after QC "
-                         f"(min_genes={min_genes}, max_genes={max_genes}, max_pct_mt={max_pct_mt}); relax preprocess.")
-    obs = obs.assign(**{c: qc[c].to_numpy() for c in qc})[keep]
+        raise InputError(f"dataset '{dataset}': no cells left after QC ({qc}; min_genes={min_genes}, "
+                         f"max_genes={max_genes}, max_pct_mt={max_pct_mt}); relax preprocess.")
     if not keep.all():
         X = X[keep]
+    if doublets == "scrublet":
+        table["doublet_score"], table["predicted_doublet"] = np.nan, False
+        scores, predicted, threshold = scrublet_doublets(X)
+        table.loc[keep, "doublet_score"], table.loc[keep, "predicted_doublet"] = scores, predicted
+        bounds.loc[len(bounds)] = ["doublet_score", np.nan, threshold, "Scrublet's automatic threshold"]
+        log.info("Scrublet: %d of %d QC-passed cells called doublets (score > %.3f)", predicted.sum(),
+                 len(predicted), threshold)
+        if predicted.all():
+            raise InputError(f"dataset '{dataset}': Scrublet called every cell a doublet.")
+        table.loc[table.index[keep][predicted], "qc_fail"] = "doublet"
+        X = X[~predicted]
+        keep = (table["qc_fail"] == "").to_numpy()
+    obs = obs.assign(**{c: metrics[c].to_numpy() for c in metrics})[keep]
 
     n_cells_by_counts = np.bincount(X.indices, minlength=X.shape[1])
     genes = n_cells_by_counts >= min_cells
@@ -114,6 +125,7 @@ def preprocess(
         raise InputError(f"dataset '{dataset}': no cell has counts in the highly variable genes.")
     if empty.any():
         log.info("dropping %d cells with no counts in the %d highly variable genes", empty.sum(), len(hvg_idx))
+        table.loc[obs.index[empty], "qc_fail"] = "no counts in the highly variable genes"
         X, counts, obs = X[~empty], counts[~empty], obs[~empty]
 
     log_normalise_inplace(X, target_sum)  # X: log-normalised, every QC-passed gene
@@ -128,9 +140,12 @@ def preprocess(
         "min_genes": min_genes, "min_cells": min_cells, "max_genes": max_genes if max_genes is not None else "none",
         "max_pct_mt": max_pct_mt if max_pct_mt is not None else "none", "mt_prefix": mt_prefix,
         "n_top_genes": n_top_genes, "hvg_flavor": "seurat_v3", "target_sum": target_sum, "keep_raw": keep_raw,
+        "qc": qc, "qc_nmads": qc_nmads, "qc_nmads_mt": qc_nmads_mt, "doublets": doublets or "none",
     }
+    out.uns["qc"] = {"bounds": bounds.astype({"lower": float, "upper": float}),
+                     "removed": table["qc_fail"].value_counts().drop("", errors="ignore").to_dict()}
     log.info("preprocessed: %d cells x %d highly variable genes", out.n_obs, out.n_vars)
-    return out
+    return out, table
 
 
 if "snakemake" in globals():
@@ -143,5 +158,8 @@ if "snakemake" in globals():
             f"dataset '{params.dataset}' ({snakemake.input[0]}): label_key '{params.label_key}' is not an "  # noqa: F821
             f"obs column; its columns are {list(raw.obs.columns)}."
         )
-    out = preprocess(raw, dataset=params.dataset, **params.preprocess)
-    write_h5ad(out, snakemake.output[0])  # noqa: F821
+    out, qc_table = preprocess(raw, dataset=params.dataset, **params.preprocess)
+    write_h5ad(out, snakemake.output.h5ad)  # noqa: F821
+    write_cell_table(qc_table, snakemake.output.qc)  # noqa: F821
+    with atomic_path(snakemake.output.bounds) as tmp:  # noqa: F821
+        out.uns["qc"]["bounds"].to_csv(tmp, sep="\t", index=False)
