@@ -31,3 +31,31 @@ def test_slurm_profile():
 def test_default_profile():
     profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
     assert profile["cores"] == "all" and "gpu=1" in profile["resources"]
+
+
+def test_workstation_profile_runs_one_gpu_job_at_a_time(pbmc68k_counts, tmp_path):
+    """With cores to spare, the two training jobs (iVAE and VAE) still run one after the
+    other under profiles/default (gpu=1): the second starts only after the first finished."""
+    import re
+
+    from integration_helpers import snakemake, write_config
+
+    (tmp_path / "data").mkdir()
+    pbmc68k_counts[:300].write_h5ad(tmp_path / "data" / "d.h5ad")
+    write_config(tmp_path, {"datasets": {"d": {"path": "data/d.h5ad"}},
+                            "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None, "n_top_genes": 200},
+                            "model": {"hidden_dim": 32, "latent_dim": 4}, "train": {"epochs": 2, "batch_size": 64}})
+    result = snakemake(tmp_path, "--cores", "8", "--set-threads", "train=1", "train_vae=1",
+                       "--workflow-profile", str(REPO / "profiles" / "default"),
+                       "results/d/model.pt", "results/d/vae/model.pt")
+    out = result.stdout + result.stderr
+    events = re.findall(r"^(?:local)?rule (train|train_vae):|^Finished jobid: \d+ \(Rule: (train|train_vae)\)", out,
+                        flags=re.M)
+    sequence = [("start", a) if a else ("end", b) for a, b in events]
+    assert len(sequence) == 4 and sequence[0][0] == "start" and sequence[1] == ("end", sequence[0][1]), sequence
+    # the jobs asked for what sizing.py computes from their inputs' headers
+    import sizing
+
+    size = sizing.matrix_size(tmp_path / "results" / "d" / "preprocessed.h5ad")
+    block = re.search(r"^(?:local)?rule train:\n(?:    .*\n)*?    resources: (.*)$", out, flags=re.M).group(1)
+    assert f"mem_mb={sizing.mem_mb('train', size)}" in block and f"runtime={sizing.runtime_min('train', size, epochs=2)}" in block, block

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from integration_helpers import snakemake, write_config
+from integration_helpers import pypi_reachable, snakemake, write_config
 
 
 def test_outputs_contents(run, pbmc68k_counts):
@@ -125,16 +125,6 @@ def test_same_config_same_embedding_on_cpu(run, tmp_path):
     a = ad.read_h5ad(workdir / "results" / "small10x" / "embedding.h5ad").obsm["X_ivae"]
     b = ad.read_h5ad(tmp_path / "results" / "small10x" / "embedding.h5ad").obsm["X_ivae"]
     np.testing.assert_array_equal(a, b)
-
-
-def pypi_reachable() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable from this machine")
