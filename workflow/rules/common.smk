@@ -8,7 +8,9 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 # sizing.py (standard library only) sizes each job's resources from its input's header.
-SCRIPTS = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent / "scripts"
+SCRIPTS = (
+    Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent / "scripts"
+)
 sys.path.insert(0, str(SCRIPTS))
 import sizing
 
