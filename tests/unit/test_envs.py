@@ -1,9 +1,12 @@
 """The conda environments: valid match specs, the right channels, versions as in requirements.txt.
 
-Conda itself cannot run here (no conda channels), so this checks what can be checked.
+Conda itself cannot run here (no conda channels), so this checks what can be checked;
+tests/integration/test_conda_envs.py runs the workflow in the envs, built by the fake
+conda whose translation of conda names and versions to pip's is tested here.
 """
 
 import re
+import sys
 
 import pytest
 import yaml
@@ -11,9 +14,10 @@ from rattler import MatchSpec
 
 from conftest import REPO
 
+sys.path.insert(0, str(REPO / "tests" / "integration" / "conda_shim"))
+from fake_conda import pypi_requirement  # noqa: E402
+
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
-#: conda-forge names of packages that PyPI names differently.
-PYPI_NAME = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
 
 
 def requirements() -> dict:
@@ -36,16 +40,44 @@ def test_envs_exist_and_every_rule_uses_one():
 
 @pytest.mark.parametrize("env", ENVS, ids=lambda p: p.stem)
 def test_env_specs(env):
+    """Every package is pinned; each one pip would install, at the version requirements.txt pins."""
     spec = yaml.safe_load(env.read_text())
     assert spec["channels"] == ["conda-forge", "bioconda", "nodefaults"]
     pins = requirements()
     for dep in spec["dependencies"]:
         match = MatchSpec(dep)
-        name = match.name.normalized
         assert match.version is not None, f"{env.name}: {dep} is not pinned"
-        pypi = PYPI_NAME.get(name, name)
-        if pypi in pins:
-            assert str(match.version).lstrip("=").removesuffix(".*") == pins[pypi], (env.name, dep, pins[pypi])
+        requirement = pypi_requirement(dep)
+        if requirement is None:  # python, pip, cuda-version
+            continue
+        pypi, version = requirement.split("==")
+        conda_version = str(match.version).lstrip("=").removesuffix(".*")
+        assert version.removesuffix(".*") == conda_version, (env.name, dep, requirement)  # read as rattler does
+        assert pins.get(pypi) == conda_version, (env.name, dep, pins.get(pypi))
+
+
+@pytest.mark.parametrize(("spec", "requirement"), [
+    ("numpy=2.4.6", "numpy==2.4.6.*"),  # conda's `=` matches 2.4.6 and 2.4.6.x
+    ("numpy==2.4.6", "numpy==2.4.6"),
+    ("numpy=2.4.*", "numpy==2.4.*"),
+    ("scanpy", "scanpy"),
+    ("conda-forge::scanpy=1.11.5", "scanpy==1.11.5.*"),
+    ("pytorch=2.13.0=cuda*", "torch==2.13.0.*"),  # the build string has no PyPI counterpart
+    ("python-igraph=1.0.0", "igraph==1.0.0.*"),
+    ("matplotlib-base=3.11.2", "matplotlib==3.11.2.*"),
+    ("Scikit-Learn=1.9.1", "scikit-learn==1.9.1.*"),
+    ("python=3.12", None),
+    ("pip=25.3", None),
+    ("cuda-version=12.9", None),
+])
+def test_fake_conda_pypi_requirement(spec, requirement):
+    assert pypi_requirement(spec) == requirement
+
+
+@pytest.mark.parametrize("spec", ["numpy>=2", "numpy 2.4.6", "numpy=2.4.6=*=x", {"pip": ["scanpy"]}])
+def test_fake_conda_rejects_what_it_cannot_translate(spec):
+    with pytest.raises(ValueError, match="unsupported match spec"):
+        pypi_requirement(spec)
 
 
 def test_training_env_requires_a_cuda_build():
