@@ -113,6 +113,7 @@ def test_profile_slurm_with_default_profile_warns(cluster, pbmc68k_counts, tmp_p
     profile.pop("software-deployment-method")
     profile.pop("conda-prefix")
     profile["default-resources"].update(slurm_account="ivae", slurm_partition="debug")
+    profile["slurm-init-seconds-before-status-checks"] = 2
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
     (tmp_path / "data").mkdir()
