@@ -262,14 +262,15 @@ def time_ours(counts, spec: dict, compile_loss: bool = False) -> dict:
     the warm-up epoch, which the median excludes.
     """
     sys.path.insert(0, str(SCRIPTS))
-    from train import fit
+    from model import ModelSettings
+    from train import TrainSettings, fit
 
     bs = spec["batch_size"]
+    model = ModelSettings(n_genes=counts.shape[1], hidden_dim=HIDDEN_DIM, latent_dim=LATENT_DIM, i_dim=I_DIM)
+    settings = TrainSettings(epochs=spec["epochs"], batch_size=bs, lr=LR, **LOSS, seed=spec["seed"],
+                             checkpoint_every=spec["epochs"], compile=compile_loss, device=str(spec["device"]))
     start = time.perf_counter()
-    _model, history = fit(
-        counts, hidden_dim=HIDDEN_DIM, latent_dim=LATENT_DIM, i_dim=I_DIM, epochs=spec["epochs"],
-        batch_size=bs, lr=LR, **LOSS, seed=spec["seed"], device=spec["device"], compile_loss=compile_loss,
-    )
+    _model, history = fit(counts, model, settings, device=spec["device"])
     total = time.perf_counter() - start
     seconds = [float(s) for s in history["seconds"]]
     return {

@@ -11,6 +11,29 @@ SCRIPTS = REPO / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 
+def schema_defaults(section: str) -> dict:
+    """The config schema's default of every key of ``section`` (model, train, ...): the one
+    place where defaults are written."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return {key: spec["default"] for key, spec in schema["$defs"][section]["properties"].items()}
+
+
+def train_settings(**overrides):
+    """TrainSettings with the schema's defaults, except ``overrides``."""
+    from train import TrainSettings
+
+    return TrainSettings.from_config({**schema_defaults("train"), **overrides})
+
+
+def model_settings(n_genes: int, **overrides):
+    """ModelSettings for ``n_genes`` genes with the schema's defaults, except ``overrides``."""
+    from model import ModelSettings
+
+    return ModelSettings(n_genes=n_genes, **{**schema_defaults("model"), **overrides})
+
+
 @pytest.fixture(scope="session")
 def pbmc68k_counts():
     """scanpy's pbmc68k_reduced with its exact integer counts (700 cells x 765 genes)."""

@@ -67,12 +67,11 @@ def test_gradient_reaches_interpretative_module_only_with_irecon(model, counts, 
 
 def test_embed_is_deterministic_posterior_mean(model, counts):
     model.eval()
-    x = torch.log1p(counts)
-    a = model.embed(x)
-    b = model.embed(x)
+    a = model.embed(counts)
+    b = model.embed(counts)
     for u, v in zip(a, b):
         torch.testing.assert_close(u, v)
-    q_m = model.encoder(x)[1]
+    q_m = model.encoder(torch.log1p(counts))[1]  # embed takes raw counts: log1p is the model's
     torch.testing.assert_close(a[0], q_m)
     torch.testing.assert_close(a[1], model.latent_encoder(q_m))
     torch.testing.assert_close(a[2], model.latent_decoder(model.latent_encoder(q_m)))
@@ -83,3 +82,108 @@ def test_bad_dimensions_raise():
         VAE(10, 8, latent_dim=2, i_dim=2)
     with pytest.raises(ValueError, match="positive"):
         VAE(0, 8, 4, 2)
+
+
+
+# --- the scvi-tools-style interface, and equality with the seed (tests/data/seed_model.py) ---
+
+def seed_module():
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("seed_model", REPO / "tests" / "data" / "seed_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weights_at_a_seed_are_the_seeds(seed):
+    """Without covariates: the same keys, shapes and initial numbers as the seed model."""
+    torch.manual_seed(seed)
+    ours = VAE(N_GENES, HIDDEN, LATENT, I_DIM).state_dict()
+    torch.manual_seed(seed)
+    theirs = seed_module().VAE(N_GENES, HIDDEN, LATENT, I_DIM).state_dict()
+    assert list(ours) == list(theirs)
+    for key in theirs:
+        assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_forward_and_loss_equal_the_seeds(model, counts):
+    """forward() returns the seed's seven outputs, bit for bit, and the loss built from
+    inference()/generative() equals the seed's formula on forward()'s outputs."""
+    from losses import kl_normal_standard, nb_reconstruction_loss
+
+    seed = seed_module().VAE(N_GENES, HIDDEN, LATENT, I_DIM)
+    seed.load_state_dict(model.state_dict())
+    x = torch.log1p(counts)
+    torch.manual_seed(3)
+    ours = model(x)
+    torch.manual_seed(3)
+    theirs = seed(x)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+    torch.manual_seed(4)
+    terms = ivae_loss(model, counts, LossWeights(beta=1.0, irecon=5.0), n_cells=100)
+    torch.manual_seed(4)
+    q_z, q_m, q_s, pred_x, le, ld, pred_xl = seed(x)
+    library = counts.sum(-1, keepdim=True)
+    log_theta = seed.decoder.disp
+    torch.testing.assert_close(terms["recon"], nb_reconstruction_loss(counts, pred_x * library, log_theta))
+    torch.testing.assert_close(terms["irecon"], 5.0 * nb_reconstruction_loss(counts, pred_xl * library, log_theta))
+    torch.testing.assert_close(terms["kl"], kl_normal_standard(q_m, posterior_scale(q_s)))
+
+
+def test_inference_and_generative(model, counts):
+    torch.manual_seed(0)
+    inf = model.inference(counts)
+    assert {"q_m", "q_s", "scale", "q_z", "le", "ld", "library", "covariates"} <= set(inf)
+    torch.testing.assert_close(inf["library"], counts.sum(-1, keepdim=True))
+    torch.testing.assert_close(inf["q_m"], model.encoder(torch.log1p(counts))[1])
+    torch.testing.assert_close(inf["scale"], posterior_scale(inf["q_s"]))
+    torch.testing.assert_close(inf["ld"], model.latent_decoder(model.latent_encoder(inf["q_z"])))
+    gen = model.generative(inf["q_m"], inf["library"])
+    torch.testing.assert_close(gen["mu"].sum(-1, keepdim=True), inf["library"])  # proportions sum to 1
+    assert gen["mu"].shape == counts.shape and gen["log_theta"] is model.decoder.disp
+
+
+def test_covariates_are_one_hot_inputs_of_encoder_and_decoder(counts):
+    torch.manual_seed(0)
+    model = VAE(N_GENES, HIDDEN, LATENT, I_DIM, n_categories=(2, 3))
+    sd = model.state_dict()
+    assert sd["encoder.nn.0.weight"].shape == (HIDDEN, N_GENES + 5)
+    assert sd["decoder.nn.0.weight"].shape == (HIDDEN, LATENT + 5)
+    assert sd["decoder.nn.2.weight"].shape == (HIDDEN, HIDDEN + 5)  # injected into both hidden layers
+    assert sd["decoder.nn.4.weight"].shape == (N_GENES, HIDDEN)
+    codes = torch.stack([torch.arange(32) % 2, torch.arange(32) % 3], dim=1)
+    onehot = model.one_hot(codes)
+    assert onehot.shape == (32, 5) and torch.equal(onehot.sum(-1), torch.full((32,), 2.0))
+    model.eval()
+    a = model.embed(counts, codes)
+    b = model.embed(counts, (codes + 1) % torch.tensor([2, 3]))
+    assert not torch.allclose(a[0], b[0])  # the covariate changes the embedding
+    z = torch.zeros(32, LATENT)
+    lib = counts.sum(-1, keepdim=True)
+    assert not torch.allclose(model.generative(z, lib, model.one_hot(codes))["mu"],
+                              model.generative(z, lib, model.one_hot(codes.flip(0)))["mu"])
+    terms = ivae_loss(model, counts, LossWeights(beta=1.0, irecon=1.0), n_cells=100, covariates=codes)
+    assert torch.isfinite(terms["loss"])
+    with pytest.raises(ValueError, match="2 covariate"):
+        model.inference(counts)
+    with pytest.raises(ValueError, match="at least one category"):
+        VAE(N_GENES, HIDDEN, LATENT, I_DIM, n_categories=(0,))
+
+
+def test_settings_mirror_the_config_schema():
+    """ModelSettings and TrainSettings hold exactly the schema's keys (its defaults are the only ones)."""
+    from dataclasses import MISSING, fields
+
+    from conftest import schema_defaults
+    from model import ModelSettings
+    from train import TrainSettings
+
+    assert {f.name for f in fields(ModelSettings)} - {"n_genes", "n_categories"} == set(schema_defaults("model"))
+    assert {f.name for f in fields(TrainSettings)} == set(schema_defaults("train"))
+    assert all(f.default is MISSING for f in fields(TrainSettings))  # no second default in code

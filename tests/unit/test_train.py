@@ -3,13 +3,18 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from dataclasses import asdict, replace
+
 from common_io import InputError, load_checkpoint, save_checkpoint
+from conftest import model_settings, train_settings
 from embed import embed
 from losses import LOSS_TERMS
 from train import fit, resolve_device
 
-MODEL = dict(hidden_dim=32, latent_dim=6, i_dim=2)
-TRAIN = dict(epochs=4, batch_size=64, lr=1e-3, beta=1.0, irecon=1.0, seed=0)
+MODEL = model_settings(200, hidden_dim=32, latent_dim=6, i_dim=2)
+TRAIN = train_settings(epochs=4, batch_size=64, lr=1e-3, beta=1.0, irecon=1.0, seed=0, compile=False,
+                       validation_fraction=0.1, early_stopping=False)
+VAL_TERMS = [f"val_{k}" for k in LOSS_TERMS]
 
 
 @pytest.fixture(scope="module")
@@ -18,19 +23,20 @@ def counts(pbmc68k_counts):
 
 
 def test_history_and_loss_decreases(counts):
-    model, history = fit(counts, **MODEL, **{**TRAIN, "epochs": 15})
-    assert list(history.columns) == ["epoch", "seconds", *LOSS_TERMS]
+    model, history = fit(counts, MODEL, replace(TRAIN, epochs=15))
+    assert list(history.columns) == ["epoch", "seconds", *LOSS_TERMS, *VAL_TERMS]
     assert history["epoch"].tolist() == list(range(1, 16))
-    assert np.isfinite(history[list(LOSS_TERMS)].to_numpy()).all()
+    assert np.isfinite(history[[*LOSS_TERMS, *VAL_TERMS]].to_numpy()).all()
+    assert history["val_recon"].iloc[-1] < history["val_recon"].iloc[0]
     assert history["loss"].iloc[-1] < 0.9 * history["loss"].iloc[0]
     assert (history["seconds"] > 0).all()
     assert not model.training
 
 
 def test_same_seed_same_model_other_seed_differs(counts):
-    a, ha = fit(counts, **MODEL, **TRAIN)
-    b, hb = fit(sp.csr_matrix(counts), **MODEL, **TRAIN)
-    c, _ = fit(counts, **MODEL, **{**TRAIN, "seed": 1})
+    a, ha = fit(counts, MODEL, TRAIN)
+    b, hb = fit(sp.csr_matrix(counts), MODEL, TRAIN)
+    c, _ = fit(counts, MODEL, replace(TRAIN, seed=1))
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
     assert ha[list(LOSS_TERMS)].equals(hb[list(LOSS_TERMS)])
@@ -39,20 +45,20 @@ def test_same_seed_same_model_other_seed_differs(counts):
 
 def test_fewer_cells_than_a_batch_is_an_error(counts):
     with pytest.raises(InputError, match="fewer than one batch.*batch_size=1000"):
-        fit(counts[:50], **MODEL, **{**TRAIN, "batch_size": 1000})
+        fit(counts[:50], MODEL, replace(TRAIN, batch_size=1000))
 
 
 def test_divergence_names_epoch_and_term(counts):
     bad = counts.toarray()
     bad[0, 0] = np.inf
     with pytest.raises(FloatingPointError, match="epoch 1: non-finite loss"):
-        fit(bad, **MODEL, **{**TRAIN, "batch_size": 700 // 2})
+        fit(bad, MODEL, replace(TRAIN, batch_size=700 // 2))
 
 
 def test_checkpoint_round_trip_and_batched_embedding(counts, tmp_path):
-    model, _ = fit(counts, **MODEL, **TRAIN)
+    model, _ = fit(counts, MODEL, TRAIN)
     genes = [f"g{i}" for i in range(counts.shape[1])]
-    save_checkpoint(tmp_path / "m.pt", model, gene_names=genes, model_params=MODEL, train_params=TRAIN)
+    save_checkpoint(tmp_path / "m.pt", model, gene_names=genes, model_params=asdict(MODEL), train_params=asdict(TRAIN))
     loaded, payload = load_checkpoint(tmp_path / "m.pt")
     assert payload["gene_names"] == genes and payload["model_params"]["n_genes"] == 200
     whole = embed(model, counts, batch_size=10_000)
@@ -75,7 +81,7 @@ def test_cuda_requested_without_cuda_is_an_error():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_trains_on_gpu(counts):
-    model, history = fit(counts, **MODEL, **TRAIN, device=resolve_device("auto"))
+    model, history = fit(counts, MODEL, TRAIN, device=resolve_device("auto"))
     assert np.isfinite(history["loss"]).all()
     assert next(model.parameters()).device.type == "cpu"
 
@@ -91,13 +97,13 @@ def test_sparse_layouts_give_the_dense_batches(counts, layout):
     got = list(other.epoch(order, 64))
     want = list(dense.epoch(order, 64))
     assert len(got) == len(want) == counts.shape[0] // 64
-    for g, w in zip(got, want):
-        assert torch.equal(g, w)
+    for (g, g_codes), (w, w_codes) in zip(got, want):
+        assert torch.equal(g, w) and g_codes is None and w_codes is None
 
 
 def test_sparse_layout_trains_identically(counts):
-    a, ha = fit(counts, **MODEL, **TRAIN, layout="dense")
-    b, hb = fit(counts, **MODEL, **TRAIN, layout="csr")
+    a, ha = fit(counts, MODEL, TRAIN, layout="dense")
+    b, hb = fit(counts, MODEL, TRAIN, layout="csr")
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
 
@@ -112,27 +118,26 @@ def test_compiled_loss_trains_like_eager(counts, monkeypatch):
 
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
     torch._dynamo.reset()
-    _, eager = fit(counts, **MODEL, **{**TRAIN, "epochs": 2}, compile_loss=False)
-    _, compiled = fit(counts, **MODEL, **{**TRAIN, "epochs": 2}, compile_loss=True)
+    _, eager = fit(counts, MODEL, replace(TRAIN, epochs=2, compile=False))
+    _, compiled = fit(counts, MODEL, replace(TRAIN, epochs=2, compile=True))
     np.testing.assert_allclose(compiled[list(LOSS_TERMS)].to_numpy(), eager[list(LOSS_TERMS)].to_numpy(), rtol=1e-3)
 
 
 def test_interrupted_training_resumes_exactly(counts, tmp_path):
     """A run killed after epoch 5 continues from its checkpoint to the same model."""
     ckpt = tmp_path / "model.pt.checkpoint"
-    whole, whole_history = fit(counts, **MODEL, **{**TRAIN, "epochs": 8}, compile_loss=False)
+    whole, whole_history = fit(counts, MODEL, replace(TRAIN, epochs=8, checkpoint_every=2))
 
     def interrupt(row):
         if row["epoch"] == 5:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(counts, **MODEL, **{**TRAIN, "epochs": 8}, compile_loss=False, checkpoint_path=ckpt,
-            checkpoint_every=2, on_epoch=interrupt)
+        fit(counts, MODEL, replace(TRAIN, epochs=8, checkpoint_every=2), checkpoint_path=ckpt, on_epoch=interrupt)
     assert ckpt.exists()
     epochs_run = []
-    resumed, history = fit(counts, **MODEL, **{**TRAIN, "epochs": 8}, compile_loss=False, checkpoint_path=ckpt,
-                           checkpoint_every=2, on_epoch=lambda row: epochs_run.append(row["epoch"]))
+    resumed, history = fit(counts, MODEL, replace(TRAIN, epochs=8, checkpoint_every=2), checkpoint_path=ckpt,
+                           on_epoch=lambda row: epochs_run.append(row["epoch"]))
     assert epochs_run == [5, 6, 7, 8]  # resumed after the epoch-4 checkpoint
     for k, v in whole.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
@@ -142,10 +147,10 @@ def test_interrupted_training_resumes_exactly(counts, tmp_path):
 def test_checkpoint_of_other_settings_is_ignored(counts, tmp_path):
     ckpt = tmp_path / "model.pt.checkpoint"
     with pytest.raises(KeyboardInterrupt):
-        fit(counts, **MODEL, **{**TRAIN, "epochs": 4}, checkpoint_path=ckpt, checkpoint_every=1,
+        fit(counts, MODEL, replace(TRAIN, epochs=4, checkpoint_every=1), checkpoint_path=ckpt,
             on_epoch=lambda row: (_ for _ in ()).throw(KeyboardInterrupt) if row["epoch"] == 2 else None)
     epochs_run = []
-    fit(counts, **MODEL, **{**TRAIN, "epochs": 4, "lr": 2e-3}, checkpoint_path=ckpt,
+    fit(counts, MODEL, replace(TRAIN, epochs=4, lr=2e-3, checkpoint_every=1), checkpoint_path=ckpt,
         on_epoch=lambda row: epochs_run.append(row["epoch"]))
     assert epochs_run == [1, 2, 3, 4]
 
@@ -155,7 +160,7 @@ def test_divergence_keeps_the_last_good_checkpoint(counts, tmp_path, monkeypatch
     import train
 
     calls = {"n": 0}
-    steps_per_epoch = counts.shape[0] // TRAIN["batch_size"]
+    steps_per_epoch = counts.shape[0] // TRAIN.batch_size
 
     def diverging_loss(*args, **kwargs):
         terms = train_ivae_loss(*args, **kwargs)
@@ -168,6 +173,75 @@ def test_divergence_keeps_the_last_good_checkpoint(counts, tmp_path, monkeypatch
     monkeypatch.setattr(train, "ivae_loss", diverging_loss)
     ckpt = tmp_path / "model.pt.checkpoint"
     with pytest.raises(FloatingPointError, match="epoch 3: non-finite kl"):
-        fit(counts, **MODEL, **{**TRAIN, "epochs": 5}, compile_loss=False, checkpoint_path=ckpt, checkpoint_every=1)
+        fit(counts, MODEL, replace(TRAIN, epochs=5, checkpoint_every=1), checkpoint_path=ckpt)
     state = torch.load(ckpt, weights_only=True)
     assert len(state["history"]) == 2
+
+
+
+# --- validation, epochs: auto, early stopping ---
+
+def test_validation_split_is_seeded_disjoint_and_complete():
+    from train import validation_split
+
+    train, val = validation_split(1000, 0.1, seed=3)
+    assert len(val) == 100 and len(train) == 900 and not set(train) & set(val)
+    assert sorted([*train, *val]) == list(range(1000)) and list(val) == sorted(val)
+    assert np.array_equal(val, validation_split(1000, 0.1, seed=3)[1])
+    assert not np.array_equal(val, validation_split(1000, 0.1, seed=4)[1])
+    assert len(validation_split(5, 0.01, seed=0)[1]) == 1 and len(validation_split(5, 0.0, seed=0)[1]) == 0
+
+
+def test_auto_epochs_follows_scvi_tools():
+    from train import auto_epochs
+
+    assert [auto_epochs(n) for n in (700, 2638, 20_000, 40_000, 1_000_000, 4_000_000)] == [400, 400, 400, 200, 8, 2]
+    assert train_settings(epochs="auto").n_epochs(2638) == 400 and train_settings(epochs=7).n_epochs(10**6) == 7
+
+
+def test_validation_does_not_disturb_training_randomness(counts):
+    """evaluate() draws its latents inside fork_rng: the training stream is untouched."""
+    from losses import LossWeights
+    from train import CountBatches, evaluate
+
+    model, _ = fit(counts, MODEL, TRAIN)
+    before = torch.get_rng_state()
+    a = evaluate(model, CountBatches(counts[:100], torch.device("cpu")), LossWeights(), 600, seed=1)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = evaluate(model, CountBatches(counts[:100], torch.device("cpu")), LossWeights(), 600, seed=1)
+    assert a == b and np.isfinite(list(a.values())).all()
+
+
+def test_early_stopping_keeps_the_best_epoch(counts):
+    """A learning rate that overfits 700 cells: training stops after `patience` epochs
+    without a lower validation loss, and the model returned is the best epoch's."""
+    from losses import LossWeights
+    from train import CountBatches, evaluate, validation_split
+
+    settings = replace(TRAIN, epochs=200, lr=1e-2, early_stopping=True, patience=3, validation_fraction=0.2)
+    model, history = fit(counts, MODEL, settings)
+    best = int(history["val_loss"].idxmin())
+    assert len(history) == best + 1 + 3 < 200
+    _, val = validation_split(counts.shape[0], 0.2, seed=0)
+    again = evaluate(model, CountBatches(counts[val], torch.device("cpu")), settings.weights,
+                     counts.shape[0] - len(val), seed=settings.seed + best + 1)
+    assert again["loss"] == pytest.approx(history["val_loss"].iloc[best], rel=1e-5)
+
+
+def test_early_stopping_needs_held_out_cells(counts):
+    with pytest.raises(InputError, match="validation_fraction > 0"):
+        fit(counts, MODEL, replace(TRAIN, early_stopping=True, validation_fraction=0.0))
+
+
+def test_resume_with_early_stopping_state(counts, tmp_path):
+    settings = replace(TRAIN, epochs=30, lr=1e-2, early_stopping=True, patience=3, checkpoint_every=1)
+    whole, whole_history = fit(counts, MODEL, settings)
+    ckpt = tmp_path / "model.pt.checkpoint"
+    with pytest.raises(KeyboardInterrupt):
+        fit(counts, MODEL, settings, checkpoint_path=ckpt,
+            on_epoch=lambda row: (_ for _ in ()).throw(KeyboardInterrupt) if row["epoch"] == 3 else None)
+    resumed, history = fit(counts, MODEL, settings, checkpoint_path=ckpt)
+    pd_equal = history[[*LOSS_TERMS, *VAL_TERMS]].to_numpy()
+    np.testing.assert_array_equal(pd_equal, whole_history[[*LOSS_TERMS, *VAL_TERMS]].to_numpy())
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k

@@ -14,22 +14,26 @@ import torch
 from common_io import InputError, atomic_path, load_checkpoint, log, read_counts_layer, setup_logging, write_h5ad
 
 
-def embed(model, counts, *, batch_size: int = 4096, device: str | torch.device = "cpu"):
+def embed(model, counts, *, covariates=None, batch_size: int = 4096, device: str | torch.device = "cpu"):
     """Posterior-mean embeddings of every cell, computed ``batch_size`` cells at a time.
 
     ``counts``: cells x genes raw counts (dense or scipy sparse; only one batch is ever
-    densified). Returns numpy arrays ``(latent, interp, after)`` of shapes
-    (cells, latent_dim), (cells, i_dim), (cells, latent_dim).
+    densified); ``covariates``: integer codes, cells x covariates, for a model trained with
+    them. Returns numpy arrays ``(latent, interp, after)`` of shapes (cells, latent_dim),
+    (cells, i_dim), (cells, latent_dim).
     """
     model = model.to(device).eval()
     counts = counts.tocsr() if sp.issparse(counts) else np.asarray(counts)
+    codes = None if covariates is None else torch.as_tensor(
+        np.asarray(covariates, dtype=np.int64).reshape(counts.shape[0], -1), device=device)
     outs = ([], [], [])
     with torch.inference_mode():
         for start in range(0, counts.shape[0], batch_size):
             block = counts[start:start + batch_size]
             block = block.toarray() if sp.issparse(block) else block
-            x = torch.log1p(torch.as_tensor(block, dtype=torch.float32, device=device))
-            for out, t in zip(outs, model.embed(x)):
+            x = torch.as_tensor(block, dtype=torch.float32, device=device)
+            batch_codes = None if codes is None else codes[start:start + batch_size]
+            for out, t in zip(outs, model.embed(x, batch_codes)):
                 out.append(t.cpu().numpy())
     return tuple(np.concatenate(o) if o else np.empty((0, 0), np.float32) for o in outs)
 

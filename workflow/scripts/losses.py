@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 
-from model import posterior_scale
 
 #: Guards log(0) in the negative-binomial likelihood, as in scVI.
 EPS = 1e-8
@@ -39,21 +38,18 @@ def log_nb(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, eps: float = 
     )
 
 
-def nb_reconstruction_loss(
-    counts: torch.Tensor, proportions: torch.Tensor, library_size: torch.Tensor, log_theta: torch.Tensor
-) -> torch.Tensor:
-    """-E_batch[sum_genes log NB(counts; proportions * library_size, exp(log_theta))].
+def nb_reconstruction_loss(counts: torch.Tensor, mu: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """-E_batch[sum_genes log NB(counts; mu, exp(log_theta))].
 
-    ``proportions`` is the decoder's softmax output (cells x genes, rows sum to 1);
-    ``library_size`` is each cell's total count over the modelled genes (cells x 1).
+    ``mu`` is the model's expected counts: the decoder's proportions (cells x genes, rows
+    sum to 1) times each cell's library size (its total count over the modelled genes).
     """
-    mu = proportions * library_size
     return -log_nb(counts, mu, torch.exp(log_theta)).sum(-1).mean()
 
 
-def nb_reconstruction_losses(counts, proportions: list, library_size, log_theta) -> list:
-    """``[nb_reconstruction_loss(counts, p, library_size, log_theta) for p in proportions]``,
-    sharing the work that does not depend on the mean.
+def nb_reconstruction_losses(counts, mus: list, log_theta) -> list:
+    """``[nb_reconstruction_loss(counts, mu, log_theta) for mu in mus]``, sharing the work
+    that does not depend on the mean.
 
     log NB = [lgamma(x + theta) - lgamma(theta) - lgamma(x + 1) + theta log theta]
              - theta log(theta + mu) + x (log mu - log(theta + mu))
@@ -65,8 +61,7 @@ def nb_reconstruction_losses(counts, proportions: list, library_size, log_theta)
         theta * torch.log(theta + EPS) - torch.lgamma(theta)
     ).sum()
     losses = []
-    for p in proportions:
-        mu = p * library_size
+    for mu in mus:
         log_theta_mu = torch.log(theta + mu + EPS)
         per_cell = (counts * (torch.log(mu + EPS) - log_theta_mu) - theta * log_theta_mu).sum(-1)
         losses.append(-(shared + per_cell).mean())
@@ -148,25 +143,26 @@ class LossWeights:
     info: float = 0.0
 
 
-def ivae_loss(model, counts: torch.Tensor, weights: LossWeights, n_cells: int) -> dict[str, torch.Tensor]:
+def ivae_loss(model, counts: torch.Tensor, weights: LossWeights, n_cells: int,
+              covariates: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """All loss terms for one batch of raw counts; ``loss`` is the weighted sum.
 
-    The encoder sees log1p(counts); both reconstructions (pred_x from q_z, pred_xl from
-    the latent after the interpretative module) are scored by the NB likelihood of the
-    raw counts with each cell's total count as library size. Terms whose weight is 0
-    are not computed and reported as 0. Logged terms are weighted as they enter ``loss``.
+    ``model.inference`` encodes log1p(counts) (and the covariates' codes); both
+    reconstructions (from q_z, and from the latent after the interpretative module) are
+    scored by the NB likelihood of the raw counts with each cell's total count as library
+    size, decoded in one pass. Terms whose weight is 0 are not computed and reported as 0
+    (with irecon = 0 the module's reconstruction is not even decoded). Logged terms are
+    weighted as they enter ``loss``.
     """
-    library_size = counts.sum(-1, keepdim=True)
-    q_z, q_m, q_s, pred_x, _le, _ld, pred_xl = model(torch.log1p(counts))
-    scale = posterior_scale(q_s)
-    log_theta = model.decoder.disp
+    inf = model.inference(counts, covariates)
+    q_z, q_m, scale, library = inf["q_z"], inf["q_m"], inf["scale"], inf["library"]
     zero = counts.new_zeros(())
-
-    if weights.irecon:
-        recon, irecon = nb_reconstruction_losses(counts, [pred_x, pred_xl], library_size, log_theta)
-        terms = {"recon": recon, "irecon": weights.irecon * irecon}
-    else:
-        terms = {"recon": nb_reconstruction_losses(counts, [pred_x], library_size, log_theta)[0], "irecon": zero}
+    latents = [q_z, inf["ld"]] if weights.irecon else [q_z]
+    onehot = inf["covariates"]
+    gen = model.generative(torch.cat(latents), library.repeat(len(latents), 1),
+                           None if onehot is None else onehot.repeat(len(latents), 1))
+    recons = nb_reconstruction_losses(counts, list(gen["mu"].split(counts.shape[0])), gen["log_theta"])
+    terms = {"recon": recons[0], "irecon": weights.irecon * recons[1] if weights.irecon else zero}
     terms["kl"] = weights.beta * kl_normal_standard(q_m, scale) if weights.beta else zero
     terms["dip"] = weights.dip * dip_vae_ii_penalty(q_m, scale) if weights.dip else zero
     terms["tc"] = weights.tc * total_correlation(q_z, q_m, scale, n_cells) if weights.tc else zero

@@ -5,9 +5,20 @@ checkpoints stay comparable: ``encoder.nn.*``, ``decoder.nn.*``, ``decoder.disp`
 ``latent_encoder.*`` and ``latent_decoder.*``. Argument names are the field's:
 ``n_genes`` (the reference's ``state_dim``) and ``latent_dim`` (its ``action_dim``).
 
+The interface is scvi-tools' (``scvi.module.VAE``): ``inference(counts, covariates)`` and
+``generative(z, library, covariates)`` return dicts, and the input transform (log1p) and
+the library size live here, so that the loss, the trainer and embedding extraction never
+repeat them. ``forward(x)`` still returns the reference's seven outputs.
+
+Categorical covariates (e.g. the sample of each cell) enter as one-hot columns, as in
+scVI: beside the counts at the encoder's input, and beside the latent and the hidden
+layer at the decoder's hidden layers. Without covariates the networks, their weights at
+a given seed and their outputs are exactly the reference's.
+
 Losses live in ``losses.py`` and the training loop in ``train.py``.
 """
 
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +26,18 @@ from torch import nn
 
 #: Added to the softplus scale so that the posterior never collapses to a point.
 MIN_SCALE = 1e-6
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The config's ``model`` section (hidden_dim, latent_dim, i_dim), plus what the data
+    fix: ``n_genes`` and ``n_categories``, the number of categories of each covariate."""
+
+    n_genes: int
+    hidden_dim: int
+    latent_dim: int
+    i_dim: int
+    n_categories: tuple[int, ...] = ()
 
 
 def init_weights(module: nn.Module) -> None:
@@ -32,14 +55,18 @@ def posterior_scale(q_s: torch.Tensor) -> torch.Tensor:
     return F.softplus(q_s) + MIN_SCALE
 
 
-class Encoder(nn.Module):
-    """q(z | x): log1p counts -> (sample q_z, mean q_m, raw scale q_s)."""
+def _with(h: torch.Tensor, covariates: torch.Tensor | None) -> torch.Tensor:
+    return h if covariates is None else torch.cat([h, covariates], dim=-1)
 
-    def __init__(self, n_genes: int, hidden_dim: int, latent_dim: int):
+
+class Encoder(nn.Module):
+    """q(z | x): log1p counts (and one-hot covariates) -> (sample q_z, mean q_m, raw scale q_s)."""
+
+    def __init__(self, n_genes: int, hidden_dim: int, latent_dim: int, n_covariates: int = 0):
         super().__init__()
         self.latent_dim = latent_dim
         self.nn = nn.Sequential(
-            nn.Linear(n_genes, hidden_dim),
+            nn.Linear(n_genes + n_covariates, hidden_dim),
             nn.ReLU(),
             nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(),
@@ -47,9 +74,13 @@ class Encoder(nn.Module):
         )
         self.apply(init_weights)
 
-    def forward(self, x: torch.Tensor):
-        out = self.nn(x)
-        q_m, q_s = out[:, : self.latent_dim], out[:, self.latent_dim :]
+    def moments(self, x: torch.Tensor, covariates: torch.Tensor | None = None):
+        """(q_m, q_s): the posterior mean and raw scale, without sampling."""
+        out = self.nn(_with(x, covariates))
+        return out[:, : self.latent_dim], out[:, self.latent_dim :]
+
+    def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None):
+        q_m, q_s = self.moments(x, covariates)
         # Reparameterised sample from Normal(q_m, softplus(q_s) + 1e-6), written out so
         # that no Distribution object (and its argument validation) is built per step.
         q_z = q_m + posterior_scale(q_s) * torch.randn_like(q_m)
@@ -57,17 +88,18 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """p(x | z): latent -> expression proportions over genes (rows sum to 1).
+    """p(x | z): latent (and one-hot covariates) -> expression proportions over genes (rows sum to 1).
 
-    ``disp`` holds the per-gene log inverse dispersion: theta = exp(disp).
+    ``disp`` holds the per-gene log inverse dispersion: theta = exp(disp). Covariates go
+    into both hidden layers (scVI's ``inject_covariates``), not the output layer.
     """
 
-    def __init__(self, n_genes: int, hidden_dim: int, latent_dim: int):
+    def __init__(self, n_genes: int, hidden_dim: int, latent_dim: int, n_covariates: int = 0):
         super().__init__()
         self.nn = nn.Sequential(
-            nn.Linear(latent_dim, hidden_dim),
+            nn.Linear(latent_dim + n_covariates, hidden_dim),
             nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim),
+            nn.Linear(hidden_dim + n_covariates, hidden_dim),
             nn.ReLU(),
             nn.Linear(hidden_dim, n_genes),
             nn.Softmax(dim=-1),
@@ -75,8 +107,13 @@ class Decoder(nn.Module):
         self.disp = nn.Parameter(torch.randn(n_genes))
         self.apply(init_weights)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.nn(z)
+    def forward(self, z: torch.Tensor, covariates: torch.Tensor | None = None) -> torch.Tensor:
+        if covariates is None:
+            return self.nn(z)
+        h = z
+        for i, layer in enumerate(self.nn):
+            h = layer(_with(h, covariates) if i in (0, 2) else h)
+        return h
 
 
 class VAE(nn.Module):
@@ -86,10 +123,12 @@ class VAE(nn.Module):
     (``latent_encoder``) and expands it back (``latent_decoder``); the same decoder then
     reconstructs the cell from that bottlenecked latent (``pred_xl``).
 
-    forward(x) returns ``q_z, q_m, q_s, pred_x, le, ld, pred_xl``.
+    ``n_categories``: the number of categories of each categorical covariate (none by
+    default); covariates are passed as integer codes, cells x covariates.
     """
 
-    def __init__(self, n_genes: int, hidden_dim: int = 128, latent_dim: int = 10, i_dim: int = 2):
+    def __init__(self, n_genes: int, hidden_dim: int = 128, latent_dim: int = 10, i_dim: int = 2,
+                 n_categories: tuple[int, ...] = ()):
         super().__init__()
         if min(n_genes, hidden_dim, latent_dim, i_dim) < 1:
             raise ValueError(
@@ -98,27 +137,70 @@ class VAE(nn.Module):
             )
         if i_dim >= latent_dim:
             raise ValueError(f"i_dim ({i_dim}) must be smaller than latent_dim ({latent_dim})")
-        self.encoder = Encoder(n_genes, hidden_dim, latent_dim)
-        self.decoder = Decoder(n_genes, hidden_dim, latent_dim)
+        if any(n < 1 for n in n_categories):
+            raise ValueError(f"every covariate needs at least one category, got {tuple(n_categories)}")
+        self.n_categories = tuple(int(n) for n in n_categories)
+        n_covariates = sum(self.n_categories)
+        self.encoder = Encoder(n_genes, hidden_dim, latent_dim, n_covariates)
+        self.decoder = Decoder(n_genes, hidden_dim, latent_dim, n_covariates)
         self.latent_encoder = nn.Linear(latent_dim, i_dim)
         self.latent_decoder = nn.Linear(i_dim, latent_dim)
 
-    def forward(self, x: torch.Tensor):
-        q_z, q_m, q_s = self.encoder(x)
-        le = self.latent_encoder(q_z)
-        ld = self.latent_decoder(le)
+    @classmethod
+    def from_settings(cls, settings: ModelSettings) -> "VAE":
+        return cls(settings.n_genes, settings.hidden_dim, settings.latent_dim, settings.i_dim, settings.n_categories)
+
+    def one_hot(self, codes: torch.Tensor | None) -> torch.Tensor | None:
+        """Integer covariate codes (cells x covariates) -> concatenated one-hot columns."""
+        if not self.n_categories:
+            return None
+        if codes is None or codes.shape[-1] != len(self.n_categories):
+            raise ValueError(f"the model has {len(self.n_categories)} covariate(s): pass their codes, "
+                             f"cells x {len(self.n_categories)}")
+        return torch.cat([F.one_hot(codes[:, i].long(), n).to(torch.float32)
+                          for i, n in enumerate(self.n_categories)], dim=-1)
+
+    def interpret(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(le, ld): the i_dim interpretative embedding of ``z`` and the latent it decodes to."""
+        le = self.latent_encoder(z)
+        return le, self.latent_decoder(le)
+
+    def inference(self, counts: torch.Tensor, covariates: torch.Tensor | None = None) -> dict:
+        """q(z | counts): ``q_m``, ``q_s`` (raw scale), ``scale`` (the std sampled with),
+        a sample ``q_z``, its interpretative embedding ``le`` and decoded latent ``ld``,
+        ``library`` (each cell's total count) and the one-hot ``covariates``."""
+        library = counts.sum(-1, keepdim=True)
+        onehot = self.one_hot(covariates)
+        q_z, q_m, q_s = self.encoder(torch.log1p(counts), onehot)
+        le, ld = self.interpret(q_z)
+        return {"q_m": q_m, "q_s": q_s, "scale": posterior_scale(q_s), "q_z": q_z, "le": le, "ld": ld,
+                "library": library, "covariates": onehot}
+
+    def generative(self, z: torch.Tensor, library: torch.Tensor, covariates: torch.Tensor | None = None) -> dict:
+        """p(counts | z): ``proportions`` (softmax over genes), ``mu`` = proportions x
+        library, and ``log_theta`` (per-gene log inverse dispersion). ``covariates`` are
+        the one-hot columns ``inference`` returns."""
+        proportions = self.decoder(z, covariates)
+        return {"proportions": proportions, "mu": proportions * library, "log_theta": self.decoder.disp}
+
+    def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None):
+        """The reference's outputs ``q_z, q_m, q_s, pred_x, le, ld, pred_xl`` for log1p
+        counts ``x`` (and covariate codes)."""
+        onehot = self.one_hot(covariates)
+        q_z, q_m, q_s = self.encoder(x, onehot)
+        le, ld = self.interpret(q_z)
         # One decoder pass over both latents: half the kernel launches, larger matmuls.
-        pred_x, pred_xl = self.decoder(torch.cat([q_z, ld])).split(x.shape[0])
+        both = None if onehot is None else torch.cat([onehot, onehot])
+        pred_x, pred_xl = self.decoder(torch.cat([q_z, ld]), both).split(x.shape[0])
         return q_z, q_m, q_s, pred_x, le, ld, pred_xl
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor):
-        """Deterministic embeddings from the posterior mean.
+    def embed(self, counts: torch.Tensor, covariates: torch.Tensor | None = None):
+        """Deterministic embeddings of raw counts from the posterior mean.
 
         Returns ``(q_m, le, ld)``: the latent mean, its i_dim interpretative embedding and
         the latent after the interpretative module. Call in eval mode.
         """
-        q_m = self.encoder.nn(x)[:, : self.encoder.latent_dim]
-        le = self.latent_encoder(q_m)
-        ld = self.latent_decoder(le)
+        q_m, _ = self.encoder.moments(torch.log1p(counts), self.one_hot(covariates))
+        le, ld = self.interpret(q_m)
         return q_m, le, ld

@@ -9,6 +9,7 @@ epoch, so the loop never waits for the host inside an epoch.
 import os
 import random
 import time
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,65 @@ import torch
 from common_io import (InputError, atomic_path, log, read_counts_layer, save_checkpoint, setup_logging,
                        software_versions)
 from losses import LOSS_TERMS, LossWeights, ivae_loss
-from model import VAE
+from model import VAE, ModelSettings
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The config's ``train`` section (workflow/schemas/config.schema.yaml), which holds
+    the one default of each setting; see its descriptions."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    beta: float
+    irecon: float
+    dip: float
+    tc: float
+    info: float
+    seed: int
+    checkpoint_every: int
+    compile: str | bool
+    device: str
+    validation_fraction: float
+    early_stopping: bool
+    patience: int
+
+    @classmethod
+    def from_config(cls, section: dict) -> "TrainSettings":
+        """From the (validated) config section; a key the dataclass lacks, or the reverse, is an error."""
+        names = {f.name for f in fields(cls)}
+        if set(section) != names:
+            raise ValueError(f"train settings: unknown {sorted(set(section) - names)}, missing {sorted(names - set(section))}")
+        return cls(**section)
+
+    @property
+    def weights(self) -> LossWeights:
+        return LossWeights(beta=self.beta, irecon=self.irecon, dip=self.dip, tc=self.tc, info=self.info)
+
+    def n_epochs(self, n_cells: int) -> int:
+        """``epochs``, or for ``auto`` scvi-tools' heuristic for ``n_cells`` training cells."""
+        return auto_epochs(n_cells) if self.epochs == "auto" else int(self.epochs)
+
+
+#: ``epochs: auto`` as scvi-tools does it (``get_max_epochs_heuristic``): 400 epochs up to
+#: 20,000 cells, then fewer in proportion, so that every dataset gets about as many steps.
+AUTO_EPOCHS_CAP = 400
+AUTO_EPOCHS_DECAY_AT = 20_000
+
+
+def auto_epochs(n_cells: int) -> int:
+    """min(400, round(400 * 20,000 / n_cells)), at least 1."""
+    return max(1, min(AUTO_EPOCHS_CAP, round(AUTO_EPOCHS_CAP * AUTO_EPOCHS_DECAY_AT / max(n_cells, 1))))
+
+
+def validation_split(n_cells: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training cells, validation cells): a seeded random ``fraction`` of the cells held
+    out (at least one cell when the fraction is positive), both sorted."""
+    n_val = int(round(n_cells * fraction)) if fraction > 0 else 0
+    n_val = max(n_val, 1) if fraction > 0 else 0
+    order = np.random.default_rng(seed).permutation(n_cells)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,7 +102,7 @@ def seed_everything(seed: int, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-#: ``compile_loss="auto"`` compiles the loss for runs of at least this many steps.
+#: ``compile: auto`` compiles the loss for runs of at least this many steps.
 COMPILE_MIN_STEPS = 5000
 #: On the CPU, matrices up to this size are densified once; larger ones stay sparse.
 CPU_DENSE_LIMIT_BYTES = 2 << 30
@@ -61,12 +120,15 @@ class CountBatches:
     - ``csr`` (CUDA, too big to densify): CSR arrays on the device. Each epoch permutes
       the rows once on the device; batches are then contiguous nnz ranges whose bounds
       are known on the host, so densifying a batch never waits for the device.
-    Every layout yields the same batches for the same permutation.
+    Every layout yields the same batches for the same permutation. ``covariates`` (integer
+    codes, cells x covariates) are held on the device and sliced with the counts.
     """
 
-    def __init__(self, counts, device: torch.device, layout: str = "auto"):
+    def __init__(self, counts, device: torch.device, layout: str = "auto", covariates=None):
         self.device = device
         self.n_cells, self.n_genes = counts.shape
+        self.covariates = None if covariates is None else torch.as_tensor(
+            np.asarray(covariates, dtype=np.int64).reshape(self.n_cells, -1), device=device)
         if layout == "auto":
             layout = self.choose_layout(counts.shape, device)
         self.layout = layout
@@ -94,7 +156,29 @@ class CountBatches:
         return "dense" if nbytes <= CPU_DENSE_LIMIT_BYTES else "scipy"
 
     def epoch(self, order: torch.Tensor, batch_size: int):
-        """Yield the full batches of one epoch, cells taken in ``order``."""
+        """Yield ``(counts, covariate codes or None)`` of the full batches of one epoch,
+        cells taken in ``order``."""
+        codes = None if self.covariates is None else self.covariates[order]
+        for b, counts in enumerate(self._counts(order, batch_size)):
+            yield counts, None if codes is None else codes[b * batch_size:(b + 1) * batch_size]
+
+    def rows(self, idx: torch.Tensor):
+        """``(counts, covariate codes or None)`` of the rows ``idx`` (any number of them), dense."""
+        codes = None if self.covariates is None else self.covariates[idx]
+        if self.layout == "dense":
+            return self.data[idx], codes
+        if self.layout == "scipy":
+            return torch.from_numpy(self.csr[idx.cpu().numpy()].toarray()), codes
+        starts, lengths = self.crow[idx], self.crow[idx + 1] - self.crow[idx]
+        total = int(lengths.sum())
+        row_ids = torch.repeat_interleave(torch.arange(len(idx), device=self.device), lengths, output_size=total)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        src = starts[row_ids] + torch.arange(total, device=self.device) - offsets[row_ids]
+        batch = torch.zeros(len(idx), self.n_genes, device=self.device)
+        batch[row_ids, self.col[src]] = self.val[src]
+        return batch, codes
+
+    def _counts(self, order: torch.Tensor, batch_size: int):
         n_batches = self.n_cells // batch_size
         if self.layout == "dense":
             for b in range(n_batches):
@@ -129,73 +213,85 @@ class CountBatches:
 
 def fit(
     counts,
+    model_settings: ModelSettings,
+    settings: TrainSettings,
     *,
-    hidden_dim: int,
-    latent_dim: int,
-    i_dim: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    beta: float,
-    irecon: float,
-    dip: float = 0.0,
-    tc: float = 0.0,
-    info: float = 0.0,
-    seed: int = 0,
+    covariates=None,
     device: str | torch.device = "cpu",
     on_epoch=None,
     layout: str = "auto",
-    compile_loss: str | bool = "auto",
     checkpoint_path=None,
-    checkpoint_every: int = 10,
 ):
-    """Train a VAE on a cells x genes count matrix (dense or scipy sparse).
+    """Train the model of ``model_settings`` on a cells x genes count matrix (dense or scipy sparse).
 
-    Returns ``(model, history)``: the trained model (on the CPU, eval mode) and a
-    DataFrame with one row per epoch: ``epoch``, ``seconds`` and each loss term (mean
-    over the epoch's batches, weighted as in the objective). Batches are random
-    permutations of the cells; the last incomplete batch of an epoch is dropped so every
-    step sees ``batch_size`` cells. ``on_epoch(row)`` is called after each epoch.
-    ``layout`` says how the counts are held (see CountBatches); all give the same result.
-    ``compile_loss``: ``torch.compile`` the loss (forward and backward fused by Inductor):
-    True, False, or ``"auto"``, which compiles when the run has at least
+    A seeded ``settings.validation_fraction`` of the cells is held out; the rest are
+    trained on. Returns ``(model, history)``: the trained model (on the CPU, eval mode)
+    and a DataFrame with one row per epoch: ``epoch``, ``seconds`` (of training), each
+    loss term (mean over the epoch's batches, weighted as in the objective) and, with
+    held-out cells, the same terms on them as ``val_<term>`` (the model in eval mode;
+    the latent still sampled, as the objective is an expectation over it). Batches are
+    random permutations of the training cells; the last incomplete batch of an epoch is
+    dropped so every step sees ``settings.batch_size`` cells. ``covariates``: integer
+    codes, cells x covariates (``model_settings.n_categories`` categories each).
+
+    With ``settings.early_stopping``, training stops when the validation loss has not
+    improved for ``settings.patience`` epochs, and the model of the best epoch is
+    returned (the history keeps every epoch run). ``settings.epochs`` may be ``auto``
+    (``auto_epochs``). ``on_epoch(row)`` is called after each epoch. ``layout`` says how
+    the counts are held (see CountBatches); all give the same result.
+    ``settings.compile``: ``torch.compile`` the loss (forward and backward fused by
+    Inductor): True, False, or ``"auto"``, which compiles when the run has at least
     ``COMPILE_MIN_STEPS`` steps, so the one-off compilation (about 15 s) pays for itself.
+    ``settings.device`` is resolved by the caller into ``device``.
 
     With ``checkpoint_path``, the full training state (model, optimizer, random
-    generators, history) is saved there every ``checkpoint_every`` epochs; a run that
-    finds a checkpoint of the same settings and data resumes from it, and continues
-    exactly as the uninterrupted run would have (on the CPU, eager). A run that diverges
-    leaves the last good checkpoint in place.
+    generators, history, best model) is saved there every ``settings.checkpoint_every``
+    epochs; a run that finds a checkpoint of the same settings and data resumes from it,
+    and continues exactly as the uninterrupted run would have (on the CPU, eager). A run
+    that diverges leaves the last good checkpoint in place.
     """
     device = torch.device(device) if isinstance(device, str) else device
     n_cells, n_genes = counts.shape
-    if n_cells < batch_size:
+    if n_genes != model_settings.n_genes:
+        raise ValueError(f"the counts have {n_genes} genes, the model settings {model_settings.n_genes}")
+    if settings.early_stopping and settings.validation_fraction <= 0:
+        raise InputError("train.early_stopping needs held-out cells: set train.validation_fraction > 0.")
+    train_idx, val_idx = validation_split(n_cells, settings.validation_fraction, settings.seed)
+    batch_size, n_train = settings.batch_size, len(train_idx)
+    if n_train < batch_size:
         raise InputError(
-            f"{n_cells} cells is fewer than one batch (train.batch_size={batch_size}); lower batch_size."
+            f"{n_train} training cells ({n_cells} cells, {len(val_idx)} held out) is fewer than one batch "
+            f"(train.batch_size={batch_size}); lower batch_size."
         )
-    seed_everything(seed, device)
-    data = CountBatches(counts, device, layout)
-    log.info("counts held as %s on %s", data.layout, device)
-    model = VAE(n_genes, hidden_dim, latent_dim, i_dim).to(device)
+    epochs = settings.n_epochs(n_train)
+    codes = None if covariates is None else np.asarray(covariates, dtype=np.int64).reshape(n_cells, -1)
+    seed_everything(settings.seed, device)
+    data = CountBatches(_rows(counts, train_idx), device, layout, None if codes is None else codes[train_idx])
+    held_out = (CountBatches(_rows(counts, val_idx), device, layout, None if codes is None else codes[val_idx])
+                if len(val_idx) else None)
+    log.info("counts held as %s on %s; %d training cells, %d held out for validation", data.layout, device,
+             n_train, len(val_idx))
+    model = VAE.from_settings(model_settings).to(device)
     model.train()
     # Fused Adam: one kernel for all parameters, on the CPU as on CUDA.
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    weights = LossWeights(beta=beta, irecon=irecon, dip=dip, tc=tc, info=info)
-    n_batches = n_cells // batch_size
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=True)
+    weights = settings.weights
+    n_batches = n_train // batch_size
     n_steps = epochs * n_batches
+    compile_loss = settings.compile
     if compile_loss == "auto":
         compile_loss = n_steps >= COMPILE_MIN_STEPS
 
-    def compute(batch):
-        return ivae_loss(model, batch, weights, n_cells)
+    def compute(batch, batch_codes):
+        return ivae_loss(model, batch, weights, n_train, batch_codes)
 
     if compile_loss:
         compute = torch.compile(compute, dynamic=False)
-    log.info("%d steps; loss %s", n_steps, "compiled with torch.compile" if compile_loss else "eager")
-    generator = torch.Generator(device=device).manual_seed(seed)
-    fingerprint = repr((n_cells, n_genes, float(counts.sum()), hidden_dim, latent_dim, i_dim, batch_size, lr,
-                        weights, seed, str(device)))
-    history, first_epoch = [], 1
+    log.info("%d epochs, %d steps; loss %s", epochs, n_steps, "compiled with torch.compile" if compile_loss else "eager")
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    fingerprint = repr((n_cells, n_genes, float(counts.sum()), model_settings, settings, epochs, str(device),
+                        None if codes is None else int(codes.sum())))
+    history, first_epoch, best = [], 1, None
     state = load_training_state(checkpoint_path, fingerprint)
     if state is not None and len(state["history"]) < epochs:
         model.load_state_dict(state["model"])
@@ -204,40 +300,86 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], device)
-        history = state["history"]
+        history, best = state["history"], state["best"]
         first_epoch = len(history) + 1
         log.info("resuming from %s after epoch %d", checkpoint_path, len(history))
 
     for epoch in range(first_epoch, epochs + 1):
         start = time.perf_counter()
         totals = torch.zeros(len(LOSS_TERMS), device=device)
-        order = torch.randperm(n_cells, device=device, generator=generator)
-        for batch in data.epoch(order, batch_size):
-            terms = compute(batch)
+        order = torch.randperm(n_train, device=device, generator=generator)
+        for batch, batch_codes in data.epoch(order, batch_size):
+            terms = compute(batch, batch_codes)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
             totals += torch.stack([terms[k].detach() for k in LOSS_TERMS])
         means = (totals / n_batches).tolist()  # the one host sync of the epoch
         row = {"epoch": epoch, "seconds": time.perf_counter() - start, **dict(zip(LOSS_TERMS, means))}
-        bad = [k for k in LOSS_TERMS if not np.isfinite(row[k])]
+        if held_out is not None:
+            row.update({f"val_{k}": v for k, v in evaluate(model, held_out, weights, n_train,
+                                                           seed=settings.seed + epoch).items()})
+        bad = [k for k in row if k not in ("epoch", "seconds") and not np.isfinite(row[k])]
         if bad:
             raise FloatingPointError(
                 f"training diverged at epoch {epoch}: non-finite {', '.join(bad)}; lower train.lr or check the input."
             )
         history.append(row)
-        if checkpoint_path is not None and (epoch % checkpoint_every == 0) and epoch < epochs:
-            save_training_state(checkpoint_path, fingerprint, model, optimizer, generator, history, device)
+        if held_out is not None and (best is None or row["val_loss"] < best["val_loss"]):
+            best = {"epoch": epoch, "val_loss": row["val_loss"],
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        stop = settings.early_stopping and epoch - best["epoch"] >= settings.patience
+        if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0) and epoch < epochs and not stop:
+            save_training_state(checkpoint_path, fingerprint, model, optimizer, generator, history, best, device)
         if on_epoch is not None:
             on_epoch(row)
+        if stop:
+            log.info("early stopping at epoch %d: no lower validation loss for %d epochs since epoch %d",
+                     epoch, settings.patience, best["epoch"])
+            break
+    if settings.early_stopping:
+        model.load_state_dict(best["model"])
+        log.info("model of epoch %d, the lowest validation loss (%.4g)", best["epoch"], best["val_loss"])
     model.eval()
     return model.cpu(), pd.DataFrame(history)
 
 
-def save_training_state(path, fingerprint, model, optimizer, generator, history, device) -> None:
+def _rows(counts, idx: np.ndarray):
+    """The rows ``idx`` of a dense or sparse matrix (the matrix itself when that is all of them)."""
+    if len(idx) == counts.shape[0]:
+        return counts
+    return counts[idx]
+
+
+@torch.no_grad()
+def evaluate(model, cells: "CountBatches", weights: LossWeights, n_cells: int, *, seed: int,
+             batch_size: int = 4096) -> dict:
+    """Loss terms of held-out ``cells`` (means over cells), the model in eval mode.
+
+    The latent is sampled from its own generator (seeded), inside ``fork_rng`` so that
+    the training's random stream is the same with or without validation.
+    """
+    was_training = model.training
+    model.eval()
+    devices = [cells.device] if cells.device.type == "cuda" else []
+    totals = dict.fromkeys(LOSS_TERMS, 0.0)
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        order = torch.arange(cells.n_cells, device=cells.device)
+        for start in range(0, cells.n_cells, batch_size):
+            batch, batch_codes = cells.rows(order[start:start + batch_size])
+            terms = ivae_loss(model, batch, weights, n_cells, batch_codes)
+            for k in LOSS_TERMS:
+                totals[k] += float(terms[k]) * batch.shape[0]
+    model.train(was_training)
+    return {k: v / cells.n_cells for k, v in totals.items()}
+
+
+def save_training_state(path, fingerprint, model, optimizer, generator, history, best, device) -> None:
     """Everything needed to continue training exactly where it stopped, written atomically."""
     state = {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": list(history)}
+             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": list(history),
+             "best": best}
     if device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(device)
     with atomic_path(path) as tmp:
@@ -266,10 +408,8 @@ def format_epoch(row: dict, epochs: int) -> str:
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    model_params = dict(snakemake.params.model)
-    train_params = dict(snakemake.params.train)
-    device = resolve_device(train_params.pop("device"))
-    compile_loss = train_params.pop("compile")
+    settings = TrainSettings.from_config(dict(snakemake.params.train))
+    device = resolve_device(settings.device)
     if device.type == "cpu":
         torch.set_num_threads(snakemake.threads)
     log.info("torch %s on %s%s (threads: %d)", torch.__version__, device,
@@ -277,22 +417,21 @@ def main(snakemake) -> None:
              torch.get_num_threads())
 
     counts, genes = read_counts_layer(snakemake.input[0])
-    log.info("training on %d cells x %d genes; model %s; train %s",
-             counts.shape[0], counts.shape[1], model_params, train_params)
+    model_settings = ModelSettings(n_genes=len(genes), **snakemake.params.model)
+    log.info("training on %d cells x %d genes; %s; %s", counts.shape[0], counts.shape[1], model_settings, settings)
     checkpoint = f"{snakemake.output.model}.checkpoint"
     try:
         model, history = fit(
-            counts, **model_params, **train_params, device=device, compile_loss=compile_loss,
-            checkpoint_path=checkpoint,
-            on_epoch=lambda row: log.info("%s", format_epoch(row, train_params["epochs"])),
+            counts, model_settings, settings, device=device, checkpoint_path=checkpoint,
+            on_epoch=lambda row: log.info("%s", format_epoch(row, settings.epochs)),
         )
     except InputError as exc:  # say which dataset and file
         raise InputError(f"dataset '{snakemake.wildcards.dataset}' ({snakemake.input[0]}): {exc}") from None
     log.info("done: %d epochs in %.1f s (%.3f s per epoch)", len(history), history["seconds"].sum(),
              history["seconds"].mean())
     save_checkpoint(
-        snakemake.output.model, model, gene_names=genes, model_params=model_params,
-        train_params={**train_params, "device": str(device), "compile": compile_loss},
+        snakemake.output.model, model, gene_names=genes, model_params=asdict(model_settings),
+        train_params={**asdict(settings), "device": str(device)},
         extra={"n_cells": counts.shape[0], "software": {
             **software_versions(["torch", "numpy", "anndata"]), "cuda": torch.version.cuda or "none",
             "device": f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu",
