@@ -7,8 +7,11 @@ import pytest
 import plotstyle
 from plot_embeddings import (category_order, label_title, plot_interpretative, plot_umaps,
                              umap_coordinates)
-from plot_latent_correlation import offdiagonal_pairs, plot_latent_correlation
+from correlation import offdiagonal_pairs
+from correlation_nulls import correlation_nulls
+from plot_latent_correlation import plot_latent_correlation
 from plot_metrics import plot_metrics
+from plot_spectrum import method_of, plot_spectrum
 from plot_training import plot_training_curves
 
 
@@ -39,13 +42,36 @@ def blobs():
 # --- latent correlation -------------------------------------------------------------------
 
 
-def test_latent_correlation_three_panels(tmp_path):
+def test_latent_correlation_with_nulls(tmp_path):
+    import pandas as pd
+
     rng = np.random.default_rng(1)
     z = rng.normal(size=(300, 8))
     after = z[:, :2] @ rng.normal(size=(2, 8))  # rank 2: strongly correlated components
-    scores = plot_latent_correlation(z, after, dataset="toy", pdf=tmp_path / "c.pdf", png=tmp_path / "c.png")
+    rows, draws = correlation_nulls(z, after, 2, n_draws=50, seed=0)
+    summary = pd.DataFrame(rows)
+    assert list(summary["panel"]) == ["before", "after"] and (summary["n_draws"] == 50).all()
+    before, after_row = summary.iloc[0], summary.iloc[1]
+    assert before["null_high"] < 0.2 and after_row["null_mean"] > 0.4  # chance vs the architecture
+    long = pd.DataFrame([{"panel": p, "draw": i, "value": v} for p, vs in draws.items() for i, v in enumerate(vs)])
+    scores = plot_latent_correlation(z, after, summary, long, dataset="toy", pdf=tmp_path / "c.pdf",
+                                     png=tmp_path / "c.png")
     assert scores["after"] > scores["before"] + 0.3
+    assert scores["after"] == pytest.approx(after_row["observed"])
     check_files(tmp_path / "c.pdf", tmp_path / "c.png", plotstyle.DOUBLE_COLUMN)
+
+
+def test_spectrum_figure(tmp_path):
+    rng = np.random.default_rng(5)
+    latents = {"iVAE": [rng.normal(size=(300, 6)) * [5, 4, 0.3, 0.3, 0.3, 0.3] for _ in range(3)],
+               "VAE": [rng.normal(size=(300, 6)) for _ in range(3)],
+               "VAE-narrow": [rng.normal(size=(300, 2)) for _ in range(3)]}
+    table = plot_spectrum(latents, dataset="toy", pdf=tmp_path / "s.pdf", png=tmp_path / "s.png")
+    pr = table.groupby("method")["participation_ratio"].mean()
+    assert pr["iVAE"] < 2.5 < 5 < pr["VAE"] and table.groupby(["method", "seed"])["fraction"].sum().round(6).eq(1).all()
+    check_files(tmp_path / "s.pdf", tmp_path / "s.png", plotstyle.SINGLE_COLUMN * 1.25)
+    assert method_of("results/d/runs/VAE-narrow/seed2/embedding.h5ad") == "VAE-narrow"
+    assert method_of("results/d/embedding.h5ad") == "iVAE"
 
 
 def test_offdiagonal_pairs_unique_and_finite():
@@ -105,7 +131,7 @@ def test_umap_grid(tmp_path, blobs):
     latent, labels, counts = blobs
     rng = np.random.default_rng(2)
     umaps = {"iVAE latent z": rng.normal(size=(len(labels), 2)),
-             "After the interpretative module": rng.normal(size=(len(labels), 2))}
+             "VAE latent z (irecon = 0)": rng.normal(size=(len(labels), 2))}
     order = plot_umaps(umaps, labels, counts, label_title="Cell type (marker-based)", dataset="toy",
                        pdf=tmp_path / "u.pdf", png=tmp_path / "u.png")
     assert set(order) == set(labels)
@@ -115,30 +141,28 @@ def test_umap_grid(tmp_path, blobs):
 # --- training curves ------------------------------------------------------------------------
 
 
-def fake_log(epochs=30, irecon=5.0, seed=0):
+def fake_log(epochs=30, irecon=5.0, seed=0, kept=None):
     rng = np.random.default_rng(seed)
     e = np.arange(1, epochs + 1)
     recon = 700 + 500 * np.exp(-e / 3) + rng.normal(scale=3, size=epochs)
     ir = irecon * (recon + 20)
     kl = 15 + 40 * np.exp(-e / 2)
     zero = np.zeros(epochs)
-    return pd.DataFrame({"epoch": e, "seconds": 0.2, "loss": recon + ir + kl, "recon": recon, "irecon": ir,
-                         "kl": kl, "dip": zero, "tc": zero, "mmd": zero})
+    frame = pd.DataFrame({"epoch": e, "seconds": 0.2, "loss": recon + ir + kl, "recon": recon, "irecon": ir,
+                          "kl": kl, "dip": zero, "tc": zero, "mmd": zero})
+    for term in ("loss", "recon", "irecon", "kl"):
+        frame[f"val_{term}"] = frame[term] * 1.02 + np.where(e > 20, e - 20, 0)  # held out: overfits late
+    frame["selected"] = e == (kept or epochs)
+    return frame
 
 
-def test_training_curves_skip_zero_terms(tmp_path):
-    logs = {"iVAE": fake_log(), "VAE (irecon = 0)": fake_log(irecon=0.0, seed=1)}
-    terms = plot_training_curves(logs, dataset="toy", pdf=tmp_path / "t.pdf", png=tmp_path / "t.png")
-    assert terms == ["loss", "recon", "irecon", "kl"]  # dip, tc, mmd are zero throughout
+def test_training_curves_one_panel_per_objective(tmp_path):
+    logs = {"iVAE": fake_log(kept=20), "VAE": fake_log(irecon=0.0, seed=1), "VAE-narrow": fake_log(irecon=0.0, seed=2)}
+    titles = plot_training_curves(logs, dataset="toy", pdf=tmp_path / "t.pdf", png=tmp_path / "t.png",
+                                  irecon={"iVAE": 5.0})
+    assert titles == ["iVAE: its objective", "VAE: its objective", "VAE-narrow: its objective",
+                      "Held-out reconstruction (all models)"]
     check_files(tmp_path / "t.pdf", tmp_path / "t.png", plotstyle.DOUBLE_COLUMN)
-
-
-def test_training_curves_term_nonzero_in_one_model(tmp_path):
-    vae = fake_log(irecon=0.0)
-    vae["tc"] = np.linspace(3, 1, len(vae))
-    terms = plot_training_curves({"iVAE": fake_log(), "VAE": vae}, dataset="toy",
-                                 pdf=tmp_path / "t.pdf", png=tmp_path / "t.png")
-    assert "tc" in terms and "dip" not in terms and "mmd" not in terms
 
 
 # --- metrics --------------------------------------------------------------------------------
@@ -146,18 +170,22 @@ def test_training_curves_term_nonzero_in_one_model(tmp_path):
 
 def fake_metrics(reference="labels"):
     rng = np.random.default_rng(0)
-    methods = ["iVAE", "VAE", "PCA", "ICA", "NMF", "FA"]
-    return pd.DataFrame({
-        "method": methods,
-        "NMI": rng.uniform(0.5, 0.9, 6), "ARI": rng.uniform(0.4, 0.8, 6), "ASW": rng.uniform(0.1, 0.4, 6),
-        "CH": rng.uniform(200, 2000, 6), "DB": rng.uniform(0.9, 2.0, 6),
-        "corr_score": [2.5, 1.5, 3e-7, 4e-6, 1.6, 1e-3], "reference": reference,
-    })
+    rows = []
+    for method, seeds in (("iVAE", 3), ("VAE", 3), ("VAE-narrow", 3), ("PCA", 1), ("ICA", 1), ("NMF", 1), ("FA", 1)):
+        for seed in range(seeds):
+            rows.append({"method": method, "seed": seed, "NMI": rng.uniform(0.5, 0.9), "ARI": rng.uniform(0.4, 0.8),
+                         "ASW": rng.uniform(0.1, 0.4), "CH": rng.uniform(200, 2000), "DB": rng.uniform(0.9, 2.0),
+                         "ASW_kmeans": rng.uniform(0.3, 0.6), "CH_kmeans": rng.uniform(500, 3000),
+                         "DB_kmeans": rng.uniform(0.5, 1.0), "corr_score": rng.uniform(0, 3),
+                         "participation_ratio": rng.uniform(1, 8),
+                         "val_nll": rng.uniform(600, 700) if seeds > 1 else np.nan, "reference": reference})
+    return pd.DataFrame(rows)
 
 
 def test_metrics_panels(tmp_path):
     drawn = plot_metrics(fake_metrics(), dataset="toy", pdf=tmp_path / "m.pdf", png=tmp_path / "m.png")
-    assert drawn == ["NMI", "ARI", "ASW", "CH", "DB", "corr_score"]
+    assert drawn == ["ARI", "NMI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
+                     "participation_ratio", "val_nll"]
     check_files(tmp_path / "m.pdf", tmp_path / "m.png", plotstyle.DOUBLE_COLUMN)
 
 
@@ -165,4 +193,4 @@ def test_metrics_missing_column_and_nan(tmp_path):
     table = fake_metrics("clusters").drop(columns="CH")
     table.loc[2, "ASW"] = np.nan
     drawn = plot_metrics(table, dataset="toy", pdf=tmp_path / "m.pdf", png=tmp_path / "m.png")
-    assert drawn == ["NMI", "ARI", "ASW", "DB", "corr_score"]
+    assert "CH" not in drawn and "ASW" in drawn

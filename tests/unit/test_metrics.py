@@ -9,15 +9,20 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from correlation import correlation_score
 from metrics import (
     METRIC_COLUMNS,
+    SCORES,
     baseline_embeddings,
     clustering_metrics,
-    correlation_score,
-    main,
-    metrics_table,
+    embedding_metrics,
+    main_baselines,
+    main_run,
+    main_table,
     read_reference,
     reference_labels,
+    summarise,
+    validation_nll,
 )
 
 
@@ -208,8 +213,8 @@ def test_reference_labels_errors(lognorm):
 def test_baseline_embeddings_shapes_finite_reproducible(lognorm):
     X, _ = lognorm
     X = X[:300, :200]
-    first = baseline_embeddings(X, 5, seed=0)
-    assert list(first) == ["PCA", "ICA", "NMF", "FA"]
+    first, notes = baseline_embeddings(X, 5, seed=0)
+    assert list(first) == ["PCA", "ICA", "NMF", "FA"] and notes == dict.fromkeys(first, "")  # all converged
     for name, emb in first.items():
         assert emb.shape == (300, 5), name
         assert np.isfinite(emb).all(), name
@@ -218,11 +223,13 @@ def test_baseline_embeddings_shapes_finite_reproducible(lognorm):
     # PCA scores are uncorrelated; ICA components are unit-variance.
     assert correlation_score(first["PCA"]) < 1e-4
     np.testing.assert_allclose(first["ICA"].std(0), 1.0, rtol=1e-3)
-    again = baseline_embeddings(X.toarray(), 5, seed=0)  # dense input, same seed: same result
+    again, _ = baseline_embeddings(X.toarray(), 5, seed=0)  # dense input, same seed: same result
     for name in first:
         np.testing.assert_allclose(again[name], first[name], rtol=1e-5, atol=1e-6, err_msg=name)
-    other = baseline_embeddings(X, 5, seed=1)
+    other, _ = baseline_embeddings(X, 5, seed=1)
     assert not np.allclose(other["ICA"], first["ICA"])  # the seed is used
+    _, few = baseline_embeddings(X, 5, seed=0, max_iter=2)
+    assert few["ICA"] == "did not converge in 2 iterations"  # said on the table, not hidden
 
 
 def test_baseline_embeddings_errors(lognorm):
@@ -239,46 +246,73 @@ def test_baseline_embeddings_errors(lognorm):
         baseline_embeddings(X, 3)
 
 
-# --- table and entry -------------------------------------------------------------------
+# --- the paper's variant, the table and the entries -----------------------------------------
 
-def test_metrics_table_columns_and_order(lognorm):
-    X, obs = lognorm
-    ref = obs["bulk_labels"].astype(str).to_numpy()
+def test_kmeans_variant_scores_the_embeddings_own_clusters():
+    """Three tight blobs, but a reference that splits them at random: the reference-based
+    indices are poor, the KMeans ones (the paper's) excellent; they are computed as stated."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
     rng = np.random.default_rng(0)
-    embs = baseline_embeddings(X, 8, seed=0)
-    embs = {"noise": rng.normal(size=(X.shape[0], 8)), **embs}
-    table = metrics_table(embs, ref, "labels")
-    assert list(table.columns) == METRIC_COLUMNS == [
-        "method", "NMI", "ARI", "ASW", "CH", "DB", "corr_score", "reference"]
-    assert list(table["method"]) == ["noise", "PCA", "ICA", "NMF", "FA"]
-    assert (table["reference"] == "labels").all()
-    row = table.set_index("method")
-    assert row.loc["noise", "ARI"] < 0.05 < 0.3 < row.loc["PCA", "ARI"]  # PCA separates the cell types
-    assert row.loc["PCA", "CH"] > row.loc["noise", "CH"] and row.loc["PCA", "DB"] < row.loc["noise", "DB"]
-    assert row.loc["PCA", "ASW"] > row.loc["noise", "ASW"]
-    assert row.loc["noise", "corr_score"] == pytest.approx(correlation_score(embs["noise"]))
-    with pytest.raises(ValueError, match="reference_kind"):
-        metrics_table(embs, ref, "cell types")
+    x = np.repeat(np.array([[0.0, 0], [10, 0], [0, 10]]), 100, axis=0) + rng.normal(scale=0.3, size=(300, 2))
+    reference = rng.choice(["a", "b", "c"], 300)
+    scores = clustering_metrics(x, reference, seed=0)
+    kmeans = KMeans(n_clusters=3, n_init=10, random_state=0).fit_predict(x)
+    assert scores["ASW_kmeans"] == pytest.approx(silhouette_score(x, kmeans))
+    assert scores["CH_kmeans"] == pytest.approx(calinski_harabasz_score(x, kmeans))
+    assert scores["DB_kmeans"] == pytest.approx(davies_bouldin_score(x, kmeans))
+    assert scores["ASW_kmeans"] > 0.9 and scores["ASW"] < 0.05 and abs(scores["ARI"]) < 0.05
 
 
-def _fake_snakemake(tmp_path, data, ivae, vae, label_key):
-    """A stand-in for Snakemake's object; cell_labels.tsv is made by the real function."""
+def test_embedding_metrics_adds_correlation_and_dimensionality():
+    rng = np.random.default_rng(1)
+    latent = rng.normal(size=(200, 4)) * [3.0, 1.0, 1.0, 1.0]
+    reference = np.repeat(["a", "b"], 100)
+    scores = embedding_metrics(latent, reference, seed=0)
+    assert set(scores) == set(SCORES) - {"val_nll", "val_nll_module"}
+    assert scores["corr_score"] == pytest.approx(correlation_score(latent))
+    eig = np.linalg.eigvalsh(np.cov(latent.T))
+    assert scores["participation_ratio"] == pytest.approx(eig.sum() ** 2 / (eig**2).sum())
+
+
+def test_validation_nll_at_the_kept_epoch():
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_recon": [9.0, 7.0, 8.0], "val_irecon": [50.0, 40.0, 45.0],
+                            "selected": [False, True, False]})
+    assert validation_nll(history, irecon=5.0) == {"val_nll": 7.0, "val_nll_module": 8.0}
+    vae = validation_nll(history.drop(columns="selected"), irecon=0.0)
+    assert vae["val_nll"] == 8.0 and np.isnan(vae["val_nll_module"])  # last epoch; no module term
+    assert np.isnan(validation_nll(history[["epoch"]], irecon=1.0)["val_nll"])  # nothing held out
+
+
+def test_summary_over_seeds():
+    table = pd.DataFrame({"method": ["iVAE", "iVAE", "iVAE", "VAE", "PCA"], "seed": [0, 1, 2, 0, 0],
+                          **{k: [1.0, 2.0, 3.0, 5.0, 7.0] for k in SCORES}, "reference": "labels", "note": ""})
+    summary = summarise(table).set_index("method")
+    assert list(summary.index) == ["iVAE", "VAE", "PCA"]
+    assert summary.loc["iVAE", "ARI"] == 2.0 and summary.loc["iVAE", "ARI_sd"] == pytest.approx(1.0)
+    assert summary.loc["iVAE", "n_seeds"] == 3 and np.isnan(summary.loc["VAE", "ARI_sd"])
+
+
+def _labels(tmp_path, data, label_key):
+    """cell_labels.tsv of ``data``, made by the real function."""
     import anndata as ad
 
     from cell_labels import cell_labels
+    from common_io import write_cell_table
 
-    labels = tmp_path / f"cell_labels_{label_key}.tsv"
-    cell_labels(ad.read_h5ad(data), label_key=label_key, markers=None).to_csv(labels, sep="\t")
-    return SimpleNamespace(
-        input=SimpleNamespace(data=str(data), ivae=str(ivae), vae=str(vae), labels=str(labels)),
-        output=SimpleNamespace(tsv=str(tmp_path / f"metrics_{label_key}.tsv")),
-        params=SimpleNamespace(seed=0),
-        log=[str(tmp_path / f"metrics_{label_key}.log")],
-        threads=1,
-    )
+    path = tmp_path / f"cell_labels_{label_key}.tsv"
+    write_cell_table(cell_labels(ad.read_h5ad(data), label_key=label_key, markers=None), path)
+    return str(path)
 
 
-def test_main_writes_table(lognorm, tmp_path):
+def _snake(tmp_path, name, step, **inputs):
+    return SimpleNamespace(input=SimpleNamespace(**inputs), output=[str(tmp_path / f"{name}.tsv")],
+                           params=SimpleNamespace(step=step, method="iVAE", seed=3, eval_seed=0, n_components=6),
+                           log=[str(tmp_path / f"{name}.log")], threads=1)
+
+
+def test_entries_write_rows_and_summary(lognorm, tmp_path):
     import anndata as ad
 
     X, obs = lognorm
@@ -287,35 +321,40 @@ def test_main_writes_table(lognorm, tmp_path):
     obs.iloc[:10, 0] = None  # unlabelled cells are left out
     data = tmp_path / "preprocessed.h5ad"
     ad.AnnData(X=X, obs=obs).write_h5ad(data)
-    rng = np.random.default_rng(0)
-    paths = {}
-    for name, latent in (("ivae", baseline_embeddings(X, 6)["PCA"]), ("vae", rng.normal(size=(X.shape[0], 6)))):
-        emb = ad.AnnData(obs=obs)
-        emb.obsm["X_ivae"] = latent.astype(np.float32)
-        paths[name] = tmp_path / f"{name}.h5ad"
-        emb.write_h5ad(paths[name])
+    labels = _labels(tmp_path, data, "bulk_labels")
+    emb = ad.AnnData(obs=obs)
+    emb.obsm["X_ivae"] = baseline_embeddings(X, 6)[0]["PCA"].astype(np.float32)
+    emb.uns["ivae"] = {"train_params": {"irecon": 5.0}}
+    emb.write_h5ad(tmp_path / "emb.h5ad")
+    pd.DataFrame({"epoch": [1, 2], "val_recon": [3.0, 2.0], "val_irecon": [20.0, 15.0],
+                  "selected": [False, True]}).to_csv(tmp_path / "log.tsv", sep="\t", index=False)
 
-    snake = _fake_snakemake(tmp_path, data, paths["ivae"], paths["vae"], "bulk_labels")
-    main(snake)
-    table = pd.read_csv(snake.output.tsv, sep="\t")
-    assert list(table.columns) == METRIC_COLUMNS
-    assert list(table["method"]) == ["iVAE", "VAE", "PCA", "ICA", "NMF", "FA"]
-    assert (table["reference"] == "labels").all()
-    assert np.isfinite(table[["NMI", "ARI", "ASW", "CH", "DB", "corr_score"]].to_numpy()).all()
-    row = table.set_index("method")
-    assert row.loc["iVAE", "ARI"] > 0.3 > row.loc["VAE", "ARI"]  # the rows are the right inputs
-    log_text = open(snake.log[0]).read()
-    assert "10 of 700 cells have no label" in log_text and "cell-type labels, 10 groups over 690 cells" in log_text
+    run = _snake(tmp_path, "run", "run", embedding=str(tmp_path / "emb.h5ad"), log_tsv=str(tmp_path / "log.tsv"),
+                 labels=labels)
+    main_run(run)
+    row = pd.read_csv(run.output[0], sep="\t")
+    assert list(row.columns) == METRIC_COLUMNS and len(row) == 1
+    assert row.loc[0, "method"] == "iVAE" and row.loc[0, "seed"] == 3 and row.loc[0, "reference"] == "labels"
+    assert row.loc[0, "val_nll"] == 2.0 and row.loc[0, "val_nll_module"] == 3.0 and row.loc[0, "ARI"] > 0.3
+    assert "10 of 700 cells have no label" in open(run.log[0]).read()
+
+    base = _snake(tmp_path, "baselines", "baselines", data=str(data), labels=labels)
+    main_baselines(base)
+    baselines = pd.read_csv(base.output[0], sep="\t")
+    assert list(baselines["method"]) == ["PCA", "ICA", "NMF", "FA"] and np.isnan(baselines["val_nll"]).all()
+
+    table = SimpleNamespace(input=[run.output[0], base.output[0]], log=[str(tmp_path / "table.log")],
+                            output=SimpleNamespace(table=str(tmp_path / "metrics.tsv"),
+                                                   summary=str(tmp_path / "summary.tsv")))
+    main_table(table)
+    both = pd.read_csv(table.output.table, sep="\t")
+    assert list(both["method"]) == ["iVAE", "PCA", "ICA", "NMF", "FA"]
+    summary = pd.read_csv(table.output.summary, sep="\t")
+    assert list(summary["method"]) == ["iVAE", "PCA", "ICA", "NMF", "FA"] and (summary["n_seeds"] == 1).all()
     assert not list(tmp_path.glob(".*tmp*"))
 
-    snake = _fake_snakemake(tmp_path, data, paths["ivae"], paths["vae"], None)
-    main(snake)
-    table = pd.read_csv(snake.output.tsv, sep="\t")
-    assert (table["reference"] == "clusters").all() and len(table) == 6
-    assert "Leiden clusters" in open(snake.log[0]).read()
 
-
-def test_main_rejects_mismatched_cells(lognorm, tmp_path):
+def test_run_entry_rejects_mismatched_cells(lognorm, tmp_path):
     import anndata as ad
 
     from common_io import InputError
@@ -326,8 +365,10 @@ def test_main_rejects_mismatched_cells(lognorm, tmp_path):
     emb = ad.AnnData(obs=obs[["bulk_labels"]].iloc[::-1])
     emb.obsm["X_ivae"] = np.zeros((X.shape[0], 4), np.float32)
     emb.write_h5ad(tmp_path / "emb.h5ad")
+    pd.DataFrame({"epoch": [1]}).to_csv(tmp_path / "log.tsv", sep="\t", index=False)
     with pytest.raises(InputError, match="other cells"):
-        main(_fake_snakemake(tmp_path, data, tmp_path / "emb.h5ad", tmp_path / "emb.h5ad", "bulk_labels"))
+        main_run(_snake(tmp_path, "run", "run", embedding=str(tmp_path / "emb.h5ad"),
+                        log_tsv=str(tmp_path / "log.tsv"), labels=_labels(tmp_path, data, "bulk_labels")))
 
 
 def test_read_reference_keeps_numeric_cell_names(tmp_path):

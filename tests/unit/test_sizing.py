@@ -121,6 +121,11 @@ def test_training_runtime_grows_with_epochs():
     assert runtime_min("train", size, epochs=100) >= 100 * 100_000 / sizing.TRAIN_CELLS_PER_S / 60
 
 
+def test_training_runtime_with_auto_epochs():
+    size = MatrixSize(100.0, 1_000_000, 2_000, 1_000_000_000)
+    assert runtime_min("train", size, epochs="auto") == runtime_min("train", size, epochs=sizing.auto_epochs(10**6))
+
+
 def test_unknown_step_is_an_error():
     with pytest.raises(ValueError, match="unknown step"):
         mem_mb("nope", MatrixSize(1.0))

@@ -24,7 +24,8 @@ def counts(pbmc68k_counts):
 
 def test_history_and_loss_decreases(counts):
     model, history = fit(counts, MODEL, replace(TRAIN, epochs=15))
-    assert list(history.columns) == ["epoch", "seconds", *LOSS_TERMS, *VAL_TERMS]
+    assert list(history.columns) == ["epoch", "seconds", *LOSS_TERMS, *VAL_TERMS, "selected"]
+    assert history["selected"].tolist() == [False] * 14 + [True]  # no early stopping: the last epoch
     assert history["epoch"].tolist() == list(range(1, 16))
     assert np.isfinite(history[[*LOSS_TERMS, *VAL_TERMS]].to_numpy()).all()
     assert history["val_recon"].iloc[-1] < history["val_recon"].iloc[0]
@@ -193,7 +194,7 @@ def test_validation_split_is_seeded_disjoint_and_complete():
 
 
 def test_auto_epochs_follows_scvi_tools():
-    from train import auto_epochs
+    from sizing import auto_epochs
 
     assert [auto_epochs(n) for n in (700, 2638, 20_000, 40_000, 1_000_000, 4_000_000)] == [400, 400, 400, 200, 8, 2]
     assert train_settings(epochs="auto").n_epochs(2638) == 400 and train_settings(epochs=7).n_epochs(10**6) == 7
@@ -222,6 +223,7 @@ def test_early_stopping_keeps_the_best_epoch(counts):
     model, history = fit(counts, MODEL, settings)
     best = int(history["val_loss"].idxmin())
     assert len(history) == best + 1 + 3 < 200
+    assert history["selected"].tolist() == [i == best for i in range(len(history))]
     _, val = validation_split(counts.shape[0], 0.2, seed=0)
     again = evaluate(model, CountBatches(counts[val], torch.device("cpu")), settings.weights,
                      counts.shape[0] - len(val), seed=settings.seed + best + 1)

@@ -3,6 +3,8 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
+
 from snakemake import __version__ as SNAKEMAKE_VERSION
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -23,7 +25,19 @@ _OVERRIDES = {
     if isinstance(entry, dict)
 }
 
+# `compare` likewise: validation fills every train default into each method's entry.
+_COMPARE = copy.deepcopy(config.get("compare"))
+
 validate(config, "../schemas/config.schema.yaml")
+
+SCHEMA = yaml.safe_load((SCRIPTS.parent / "schemas" / "config.schema.yaml").read_text())
+COMPARE = (
+    _COMPARE if _COMPARE is not None else SCHEMA["properties"]["compare"]["default"]
+)
+SEEDS = config["evaluation"]["seeds"]
+#: The models of every run: the iVAE and its controls, a plain VAE (irecon = 0) and a
+#: VAE whose latent is as narrow as the interpretative bottleneck.
+DEFAULT_METHODS = ["iVAE", "VAE", "VAE-narrow"]
 
 DATASETS = list(config["datasets"])
 BUILTIN_SOURCES = sorted(
@@ -81,6 +95,7 @@ def final_outputs():
             "results/{dataset}/figures/latent_correlation.png",
             "results/{dataset}/metrics.tsv",
             "results/{dataset}/figures/metrics.png",
+            "results/{dataset}/figures/spectrum.png",
             "results/{dataset}/figures/umap.png",
             "results/{dataset}/figures/interpretative_embedding.png",
             "results/{dataset}/figures/training_curves.png",
@@ -91,48 +106,75 @@ def final_outputs():
     )
 
 
-def vae_train_params(wildcards):
-    """The dataset's training parameters with irecon = 0: the plain-VAE baseline."""
-    return {**train_params(wildcards), "irecon": 0.0}
+# --- trained models: a method (iVAE, a control, a compared or swept model) x a seed ---
+
+#: A swept method: one setting changed, e.g. "irecon=0.5" or "i_dim=4".
+SWEPT = re.compile(r"^(?P<key>[a-z_]+)=(?P<value>[0-9.e+-]+)$")
 
 
-def seed_param(wildcards):
+def method_overrides(dataset, method):
+    """(model, train) values of `method` that differ from the dataset's settings."""
+    model = dataset_params(dataset, "model")
+    if method == "iVAE":
+        return {}, {}
+    if method == "VAE":
+        return {}, {"irecon": 0.0}
+    if (
+        method == "VAE-narrow"
+    ):  # latent as wide as the bottleneck; the unused module narrower still
+        width = max(model["i_dim"], 2)
+        return {"latent_dim": width, "i_dim": width - 1}, {"irecon": 0.0}
+    if method in COMPARE:
+        entry = COMPARE[method]
+        return dict(entry.get("model") or {}), dict(entry.get("train") or {})
+    swept = SWEPT.match(method)
+    if swept:
+        key, value = swept["key"], swept["value"]
+        section = "model" if key in SCHEMA["$defs"]["model"]["properties"] else "train"
+        kind = SCHEMA["$defs"][section]["properties"][key].get("type")
+        value = int(float(value)) if kind == "integer" else float(value)
+        return ({key: value}, {}) if section == "model" else ({}, {key: value})
+    raise ValueError(f"unknown method {method!r}")
+
+
+def run_dir(dataset, method, seed):
+    """Where a trained model's files go; the iVAE at train.seed is the dataset's main model."""
+    if method == "iVAE" and int(seed) == dataset_params(dataset, "train")["seed"]:
+        return f"results/{dataset}"
+    return f"results/{dataset}/runs/{method}/seed{seed}"
+
+
+def run_files(dataset, methods, name):
+    """`name` (e.g. run_metrics.tsv) of every method x evaluation seed of a dataset."""
+    return [f"{run_dir(dataset, m, s)}/{name}" for m in methods for s in SEEDS]
+
+
+def run_model_params(wildcards):
+    model, _ = method_overrides(wildcards.dataset, wildcards.method)
+    return {**model_params(wildcards), **model}
+
+
+def run_train_params(wildcards):
+    _, train = method_overrides(wildcards.dataset, wildcards.method)
+    return {**train_params(wildcards), **train, "seed": int(wildcards.seed)}
+
+
+def sweep_methods(dataset):
+    """The swept methods ("key=value") of `sweep`, values different from the dataset's."""
+    settings = {**dataset_params(dataset, "model"), **dataset_params(dataset, "train")}
+    methods = []
+    for section in ("model", "train"):
+        for key, values in config["sweep"][section].items():
+            methods += [f"{key}={v:g}" for v in values if v != settings[key]]
+    return methods
+
+
+def eval_seed(wildcards):
+    return config["evaluation"]["seed"]
+
+
+def primary_seed(wildcards):
     return train_params(wildcards)["seed"]
-
-
-RUN = "beta{beta}_irecon{irecon}_seed{seed}"
-
-
-def sweep_runs(dataset):
-    """(beta, irecon, seed) of every sweep run of a dataset: one factor at a time."""
-    train = dataset_params(dataset, "train")
-    sweep = config["sweep"]
-    runs = {(b, train["irecon"], s) for b in sweep["beta"] for s in sweep["seeds"]}
-    runs |= {
-        (train["beta"], i, s) for i in [*sweep["irecon"], 0.0] for s in sweep["seeds"]
-    }
-    return sorted(runs)
-
-
-def sweep_run_metrics(wildcards):
-    return [
-        f"results/{wildcards.dataset}/sweep/{RUN.format(beta=f'{b:g}', irecon=f'{i:g}', seed=s)}/metrics.tsv"
-        for b, i, s in sweep_runs(wildcards.dataset)
-    ]
-
-
-def sweep_train_params(wildcards):
-    return {
-        **train_params(wildcards),
-        "beta": float(wildcards.beta),
-        "irecon": float(wildcards.irecon),
-        "seed": int(wildcards.seed),
-    }
-
-
-def sweep_defaults(wildcards):
-    train = train_params(wildcards)
-    return {"beta": train["beta"], "irecon": train["irecon"]}
 
 
 def job_mem_mb(step, input_key=0):
@@ -176,3 +218,86 @@ def warn_if_gpu_jobs_serialised_on_cluster():
         "from profiles/default unless you set it). For parallel training jobs select the "
         "cluster profile with --workflow-profile profiles/slurm instead of --profile."
     )
+
+
+def latent_dim_param(wildcards):
+    return model_params(wildcards)["latent_dim"]
+
+
+def default_run_metrics(wildcards):
+    return [
+        *run_files(wildcards.dataset, DEFAULT_METHODS, "run_metrics.tsv"),
+        f"results/{wildcards.dataset}/baselines.tsv",
+    ]
+
+
+def compare_run_metrics(wildcards):
+    return [
+        *run_files(wildcards.dataset, [*DEFAULT_METHODS, *COMPARE], "run_metrics.tsv"),
+        f"results/{wildcards.dataset}/baselines.tsv",
+    ]
+
+
+def sweep_run_metrics(wildcards):
+    methods = ["iVAE", "VAE", *sweep_methods(wildcards.dataset)]
+    return run_files(wildcards.dataset, methods, "run_metrics.tsv")
+
+
+def null_seeds(wildcards):
+    """The iVAE seeds whose latent correlation is tested: every evaluation seed and train.seed."""
+    return list(dict.fromkeys([*SEEDS, primary_seed(wildcards)]))
+
+
+def ivae_embeddings(wildcards):
+    return [
+        f"{run_dir(wildcards.dataset, 'iVAE', s)}/embedding.h5ad"
+        for s in null_seeds(wildcards)
+    ]
+
+
+def default_embeddings(wildcards):
+    return run_files(wildcards.dataset, DEFAULT_METHODS, "embedding.h5ad")
+
+
+def compare_embeddings(wildcards):
+    return run_files(wildcards.dataset, [*DEFAULT_METHODS, *COMPARE], "embedding.h5ad")
+
+
+def main_seed_file(method, name):
+    """Input function: `name` of `method`'s model at the dataset's train.seed."""
+
+    def get(wildcards):
+        return f"{run_dir(wildcards.dataset, method, primary_seed(wildcards))}/{name}"
+
+    return get
+
+
+def sweep_defaults(wildcards):
+    """The dataset's value of every swept setting (where the one-factor sweeps cross)."""
+    settings = {**model_params(wildcards), **train_params(wildcards)}
+    swept = [*config["sweep"]["model"], *config["sweep"]["train"]]
+    return {key: settings[key] for key in swept}
+
+
+def irecon_param(wildcards):
+    return train_params(wildcards)["irecon"]
+
+
+def readme_inputs(wildcards):
+    names = [
+        "metrics.tsv",
+        "metrics_summary.tsv",
+        "latent_correlation.tsv",
+        *[f"figures/{figure}.png" for figure in README_FIGURES],
+    ]
+    return expand("results/{dataset}/{name}", dataset=DATASETS, name=names)
+
+
+#: Figures README shows for every dataset (readme.py's FIGURES).
+README_FIGURES = [
+    "latent_correlation",
+    "spectrum",
+    "metrics",
+    "umap",
+    "training_curves",
+]

@@ -23,15 +23,15 @@ rule embed:
         "../scripts/embed.py"
 
 
-use rule embed as embed_vae with:
+use rule embed as embed_run with:
     input:
         data="results/{dataset}/preprocessed.h5ad",
-        model="results/{dataset}/vae/model.pt",
+        model="results/{dataset}/runs/{method}/seed{seed}/model.pt",
     output:
-        h5ad="results/{dataset}/vae/embedding.h5ad",
-        latent="results/{dataset}/vae/latent.npy",
-        iembed="results/{dataset}/vae/iembed.npy",
+        h5ad="results/{dataset}/runs/{method}/seed{seed}/embedding.h5ad",
+        latent="results/{dataset}/runs/{method}/seed{seed}/latent.npy",
+        iembed="results/{dataset}/runs/{method}/seed{seed}/iembed.npy",
     log:
-        "logs/embed_vae/{dataset}.log",
+        "logs/embed_run/{dataset}/{method}/seed{seed}.log",
     benchmark:
-        "benchmarks/embed_vae/{dataset}.tsv"
+        "benchmarks/embed_run/{dataset}/{method}/seed{seed}.tsv"

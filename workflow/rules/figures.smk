@@ -1,7 +1,10 @@
 rule plot_latent_correlation:
-    """Correlation between latent components before and after the interpretative module."""
+    """Correlation between latent components before and after the interpretative module,
+    each against its null."""
     input:
-        "results/{dataset}/embedding.h5ad",
+        embedding="results/{dataset}/embedding.h5ad",
+        nulls="results/{dataset}/latent_correlation.tsv",
+        draws="results/{dataset}/latent_correlation_null.tsv",
     output:
         pdf=report(
             "results/{dataset}/figures/latent_correlation.pdf",
@@ -22,14 +25,17 @@ rule plot_latent_correlation:
     threads: 1
     resources:
         mem_mb=4000,
+    params:
+        seed=primary_seed,
     script:
         "../scripts/plot_latent_correlation.py"
 
 
 rule plot_embeddings:
-    """The interpretative embedding, and UMAPs of the latent before and after the module."""
+    """The interpretative embedding, and UMAPs of the iVAE's and the VAE's latents."""
     input:
         embedding="results/{dataset}/embedding.h5ad",
+        vae=main_seed_file("VAE", "embedding.h5ad"),
         labels="results/{dataset}/cell_labels.tsv",
     output:
         interp_pdf="results/{dataset}/figures/interpretative_embedding.pdf",
@@ -57,16 +63,17 @@ rule plot_embeddings:
         mem_mb=job_mem_mb("figures", "embedding"),
         runtime=job_runtime("figures", "embedding"),
     params:
-        seed=seed_param,
+        seed=eval_seed,
     script:
         "../scripts/plot_embeddings.py"
 
 
 rule plot_training:
-    """Each loss term per epoch, iVAE and plain VAE."""
+    """Training and validation loss per epoch of the iVAE and its controls."""
     input:
-        ivae="results/{dataset}/training_log.tsv",
-        vae="results/{dataset}/vae/training_log.tsv",
+        iVAE="results/{dataset}/training_log.tsv",
+        VAE=main_seed_file("VAE", "training_log.tsv"),
+        narrow=main_seed_file("VAE-narrow", "training_log.tsv"),
     output:
         pdf="results/{dataset}/figures/training_curves.pdf",
         png=report(
@@ -82,12 +89,14 @@ rule plot_training:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        irecon=irecon_param,
     script:
         "../scripts/plot_training.py"
 
 
 rule plot_metrics:
-    """Bar charts of the metrics table."""
+    """Every metric per method: mean ± s.d. over seeds and each seed's value."""
     input:
         tsv="results/{dataset}/metrics.tsv",
     output:
@@ -107,3 +116,56 @@ rule plot_metrics:
         mem_mb=2000,
     script:
         "../scripts/plot_metrics.py"
+
+
+use rule plot_metrics as plot_compare_metrics with:
+    input:
+        tsv="results/{dataset}/compare/metrics.tsv",
+    output:
+        pdf="results/{dataset}/figures/compare_metrics.pdf",
+        png=report(
+            "results/{dataset}/figures/compare_metrics.png",
+            caption="../report/metrics.rst",
+            category="Comparison",
+            labels={"dataset": "{dataset}", "figure": "metrics, all models"},
+        ),
+    log:
+        "logs/plot_compare_metrics/{dataset}.log",
+
+
+rule plot_spectrum:
+    """Eigenvalue spectrum of each model's latent: how many dimensions it uses."""
+    input:
+        default_embeddings,
+    output:
+        pdf="results/{dataset}/figures/spectrum.pdf",
+        png=report(
+            "results/{dataset}/figures/spectrum.png",
+            caption="../report/spectrum.rst",
+            category="Latent correlation",
+            labels={"dataset": "{dataset}", "figure": "spectrum"},
+        ),
+    log:
+        "logs/plot_spectrum/{dataset}.log",
+    conda:
+        "../../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb("figures", 0),
+    script:
+        "../scripts/plot_spectrum.py"
+
+
+use rule plot_spectrum as plot_compare_spectrum with:
+    input:
+        compare_embeddings,
+    output:
+        pdf="results/{dataset}/figures/compare_spectrum.pdf",
+        png=report(
+            "results/{dataset}/figures/compare_spectrum.png",
+            caption="../report/spectrum.rst",
+            category="Comparison",
+            labels={"dataset": "{dataset}", "figure": "spectrum, all models"},
+        ),
+    log:
+        "logs/plot_compare_spectrum/{dataset}.log",

@@ -1,34 +1,3 @@
-rule metrics:
-    """Clustering metrics and correlation scores of iVAE, VAE, PCA, ICA, NMF and FA."""
-    input:
-        data="results/{dataset}/preprocessed.h5ad",
-        ivae="results/{dataset}/embedding.h5ad",
-        vae="results/{dataset}/vae/embedding.h5ad",
-        labels="results/{dataset}/cell_labels.tsv",
-    output:
-        tsv=report(
-            "results/{dataset}/metrics.tsv",
-            caption="../report/metrics.rst",
-            category="Metrics",
-            labels={"dataset": "{dataset}", "table": "metrics"},
-        ),
-    log:
-        "logs/metrics/{dataset}.log",
-    benchmark:
-        "benchmarks/metrics/{dataset}.tsv"
-    conda:
-        "../../envs/scanpy.yaml"
-    threads: 2
-    resources:
-        mem_mb=job_mem_mb("metrics", "data"),
-        runtime=job_runtime("metrics", "data"),
-    params:
-        label_key=dataset_entry("label_key"),
-        seed=seed_param,
-    script:
-        "../scripts/metrics.py"
-
-
 rule cell_labels:
     """Leiden clusters, and cell types from labels or marker genes, for figures and metrics."""
     input:
@@ -48,9 +17,144 @@ rule cell_labels:
     params:
         label_key=dataset_entry("label_key"),
         annotation=annotation_params,
-        seed=seed_param,
     script:
         "../scripts/cell_labels.py"
+
+
+rule run_metrics:
+    """One trained model's row of the metrics table: clustering against the reference,
+    correlation score, effective dimensionality, held-out NLL."""
+    input:
+        embedding="results/{dataset}/runs/{method}/seed{seed}/embedding.h5ad",
+        log_tsv="results/{dataset}/runs/{method}/seed{seed}/training_log.tsv",
+        labels="results/{dataset}/cell_labels.tsv",
+    output:
+        "results/{dataset}/runs/{method}/seed{seed}/run_metrics.tsv",
+    log:
+        "logs/run_metrics/{dataset}/{method}/seed{seed}.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb("figures", "embedding"),
+        runtime=job_runtime("figures", "embedding"),
+    params:
+        step="run",
+        method="{method}",
+        seed="{seed}",
+        eval_seed=eval_seed,
+    script:
+        "../scripts/metrics.py"
+
+
+use rule run_metrics as run_metrics_main with:
+    input:
+        embedding="results/{dataset}/embedding.h5ad",
+        log_tsv="results/{dataset}/training_log.tsv",
+        labels="results/{dataset}/cell_labels.tsv",
+    output:
+        "results/{dataset}/run_metrics.tsv",
+    log:
+        "logs/run_metrics/{dataset}/main.log",
+    params:
+        step="run",
+        method="iVAE",
+        seed=primary_seed,
+        eval_seed=eval_seed,
+
+
+rule baselines:
+    """PCA, ICA, NMF and factor analysis of the log-normalised genes, scored like the models."""
+    input:
+        data="results/{dataset}/preprocessed.h5ad",
+        labels="results/{dataset}/cell_labels.tsv",
+    output:
+        "results/{dataset}/baselines.tsv",
+    log:
+        "logs/baselines/{dataset}.log",
+    benchmark:
+        "benchmarks/baselines/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 2
+    resources:
+        mem_mb=job_mem_mb("metrics", "data"),
+        runtime=job_runtime("metrics", "data"),
+    params:
+        step="baselines",
+        eval_seed=eval_seed,
+        n_components=latent_dim_param,
+    script:
+        "../scripts/metrics.py"
+
+
+rule metrics:
+    """The iVAE and its controls over every seed, and the baselines: all rows and the summary."""
+    input:
+        default_run_metrics,
+    output:
+        table=report(
+            "results/{dataset}/metrics.tsv",
+            caption="../report/metrics.rst",
+            category="Metrics",
+            labels={"dataset": "{dataset}", "table": "metrics"},
+        ),
+        summary="results/{dataset}/metrics_summary.tsv",
+    log:
+        "logs/metrics/{dataset}.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        step="table",
+    script:
+        "../scripts/metrics.py"
+
+
+use rule metrics as compare_metrics with:
+    input:
+        compare_run_metrics,
+    output:
+        table="results/{dataset}/compare/metrics.tsv",
+        summary="results/{dataset}/compare/metrics_summary.tsv",
+    log:
+        "logs/compare_metrics/{dataset}.log",
+
+
+use rule metrics as sweep_metrics with:
+    input:
+        sweep_run_metrics,
+    output:
+        table="results/{dataset}/sweep/metrics.tsv",
+        summary="results/{dataset}/sweep/metrics_summary.tsv",
+    log:
+        "logs/sweep_metrics/{dataset}.log",
+
+
+rule correlation_nulls:
+    """Mean |off-diagonal r| of the latent before and after the interpretative module, for
+    every iVAE seed, against its nulls: permuted components, an untrained module."""
+    input:
+        ivae_embeddings,
+    output:
+        summary="results/{dataset}/latent_correlation.tsv",
+        draws="results/{dataset}/latent_correlation_null.tsv",
+    log:
+        "logs/correlation_nulls/{dataset}.log",
+    conda:
+        "../../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb("figures", 0),
+        runtime=job_runtime("figures", 0),
+    params:
+        seeds=null_seeds,
+        eval_seed=eval_seed,
+        n_draws=config["evaluation"]["null_draws"],
+    script:
+        "../scripts/correlation_nulls.py"
 
 
 rule software_versions:

@@ -1,80 +1,36 @@
-wildcard_constraints:
-    beta="[0-9.e+-]+",
-    irecon="[0-9.e+-]+",
-    seed="[0-9]+",
+rule compare:
+    """The iVAE, its controls, the regularised VAEs of `compare` and the baselines, over
+    every seed (not part of the default target)."""
+    input:
+        expand("results/{dataset}/compare/metrics_summary.tsv", dataset=DATASETS),
+        expand("results/{dataset}/figures/compare_metrics.png", dataset=DATASETS),
+        expand("results/{dataset}/figures/compare_spectrum.png", dataset=DATASETS),
 
 
 rule sweep:
-    """Run every sweep of every dataset (not part of the default target)."""
+    """One setting at a time around each dataset's, every value over every seed (not part
+    of the default target)."""
     input:
-        expand("results/{dataset}/sweep/summary.tsv", dataset=DATASETS),
+        expand("results/{dataset}/sweep/metrics_summary.tsv", dataset=DATASETS),
         expand("results/{dataset}/figures/sweep.png", dataset=DATASETS),
 
 
-use rule train as train_sweep with:
+rule plot_sweep:
+    """Each metric against each swept setting, mean ± s.d. over seeds, the VAE beside."""
     input:
-        "results/{dataset}/preprocessed.h5ad",
+        tsv="results/{dataset}/sweep/metrics.tsv",
     output:
-        model=f"results/{{dataset}}/sweep/{RUN}/model.pt",
-        log_tsv=f"results/{{dataset}}/sweep/{RUN}/training_log.tsv",
-    log:
-        f"logs/train_sweep/{{dataset}}/{RUN}.log",
-    benchmark:
-        f"benchmarks/train_sweep/{{dataset}}/{RUN}.tsv"
-    params:
-        model=model_params,
-        train=sweep_train_params,
-
-
-use rule embed as embed_sweep with:
-    input:
-        data="results/{dataset}/preprocessed.h5ad",
-        model=f"results/{{dataset}}/sweep/{RUN}/model.pt",
-    output:
-        h5ad=f"results/{{dataset}}/sweep/{RUN}/embedding.h5ad",
-        latent=f"results/{{dataset}}/sweep/{RUN}/latent.npy",
-        iembed=f"results/{{dataset}}/sweep/{RUN}/iembed.npy",
-    log:
-        f"logs/embed_sweep/{{dataset}}/{RUN}.log",
-    benchmark:
-        f"benchmarks/embed_sweep/{{dataset}}/{RUN}.tsv"
-
-
-rule sweep_run_metrics:
-    """Clustering metrics and correlation score of one sweep run's latent."""
-    input:
-        embedding=f"results/{{dataset}}/sweep/{RUN}/embedding.h5ad",
-        labels="results/{dataset}/cell_labels.tsv",
-    output:
-        f"results/{{dataset}}/sweep/{RUN}/metrics.tsv",
-    log:
-        f"logs/sweep_run_metrics/{{dataset}}/{RUN}.log",
-    conda:
-        "../../envs/scanpy.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-    script:
-        "../scripts/sweep.py"
-
-
-rule sweep_summary:
-    """All runs of a dataset's sweep in one table and one figure."""
-    input:
-        sweep_run_metrics,
-    output:
-        tsv="results/{dataset}/sweep/summary.tsv",
         pdf="results/{dataset}/figures/sweep.pdf",
         png=report(
             "results/{dataset}/figures/sweep.png",
             caption="../report/sweep.rst",
             category="Sweeps",
-            labels={"dataset": "{dataset}", "figure": "metrics vs beta and irecon"},
+            labels={"dataset": "{dataset}", "figure": "metrics vs settings"},
         ),
     log:
-        "logs/sweep_summary/{dataset}.log",
+        "logs/plot_sweep/{dataset}.log",
     conda:
-        "../../envs/scanpy.yaml"
+        "../../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -82,3 +38,25 @@ rule sweep_summary:
         defaults=sweep_defaults,
     script:
         "../scripts/sweep.py"
+
+
+rule readme:
+    """README's results from this run's outputs (results/readme/results.md; README.md and
+    docs/readme/ too, where README.md has the results markers)."""
+    input:
+        readme_inputs,
+    output:
+        "results/readme/results.md",
+    log:
+        "logs/readme.log",
+    conda:
+        "../../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        datasets=DATASETS,
+        readme="README.md",
+        images="docs/readme",
+    script:
+        "../scripts/readme.py"

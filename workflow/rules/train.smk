@@ -1,3 +1,8 @@
+wildcard_constraints:
+    method="[A-Za-z0-9][A-Za-z0-9_.+=-]*",
+    seed="[0-9]+",
+
+
 rule train:
     """Train the iVAE on the raw counts of the highly variable genes (the GPU rule)."""
     input:
@@ -23,16 +28,16 @@ rule train:
         "../scripts/train.py"
 
 
-use rule train as train_vae with:
+use rule train as train_run with:
     input:
         "results/{dataset}/preprocessed.h5ad",
     output:
-        model="results/{dataset}/vae/model.pt",
-        log_tsv="results/{dataset}/vae/training_log.tsv",
+        model="results/{dataset}/runs/{method}/seed{seed}/model.pt",
+        log_tsv="results/{dataset}/runs/{method}/seed{seed}/training_log.tsv",
     log:
-        "logs/train_vae/{dataset}.log",
+        "logs/train_run/{dataset}/{method}/seed{seed}.log",
     benchmark:
-        "benchmarks/train_vae/{dataset}.tsv"
+        "benchmarks/train_run/{dataset}/{method}/seed{seed}.tsv"
     params:
-        model=model_params,
-        train=vae_train_params,
+        model=run_model_params,
+        train=run_train_params,

@@ -92,7 +92,7 @@ def main(snakemake) -> None:
     adata = ad.read_h5ad(snakemake.input[0])
     annotation = snakemake.params.annotation
     table = cell_labels(adata, label_key=snakemake.params.label_key, markers=annotation["markers"],
-                        seed=snakemake.params.seed, resolution=annotation["leiden_resolution"])
+                        seed=annotation["seed"], resolution=annotation["leiden_resolution"])
     write_cell_table(table, snakemake.output[0])
 
 

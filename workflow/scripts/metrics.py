@@ -1,16 +1,24 @@
-"""Evaluation after training: clustering and disentanglement metrics of the iVAE, a plain
-VAE and four linear/matrix-factorisation baselines, in one table.
+"""Evaluation after training: clustering metrics, correlation score and effective
+dimensionality of each trained model's latent (one row per model and training seed), of
+four linear/matrix-factorisation baselines, and their summary over seeds.
 
-For each embedding (cells x components): KMeans with k = the number of reference groups,
-scored against the reference by NMI and ARI; the reference groups scored on the embedding
-by the silhouette (ASW), Calinski-Harabasz (CH) and Davies-Bouldin (DB) indices; and the
-iVAE paper's Pearson correlation score of the components. The reference is the
-dataset's ``label_key`` column when one is given, else Leiden clusters of the
-log-normalised highly variable genes (the ``reference`` column of the table says which).
+For each embedding (cells x components), against the reference groups (the dataset's
+``label_key`` labels when given, else Leiden clusters of the log-normalised highly
+variable genes; the ``reference`` column says which):
 
-Output (results/{dataset}/metrics.tsv): one row per method, iVAE, VAE, PCA, ICA, NMF, FA;
-columns method, NMI, ARI, ASW, CH, DB, corr_score, reference. Higher is better for NMI,
-ARI, ASW and CH; lower for DB and corr_score.
+- NMI and ARI of KMeans clusters (k = the number of reference groups) with the reference;
+- ASW, CH and DB of the reference groups on the embedding (how well the embedding separates
+  the reference's groups);
+- ASW_kmeans, CH_kmeans and DB_kmeans of the embedding's own KMeans clusters: the variant
+  the iVAE paper reports (its Figure 1C), which rewards any well-separated partition,
+  right or wrong;
+- corr_score, the paper's correlation score (higher: components more correlated), and
+  participation_ratio, the effective number of dimensions of the latent's covariance;
+- for trained models, val_nll: the held-out cells' negative-binomial NLL from z (and
+  val_nll_module, through the interpretative module) at the epoch whose model was kept.
+
+Higher is better for NMI, ARI, ASW and CH, lower for DB; CH and DB (and ASW less so)
+reward variance concentrated in few directions, so read them beside participation_ratio.
 """
 
 
@@ -21,37 +29,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from common_io import InputError, atomic_path, log, read_cell_table, setup_logging
-from plot_latent_correlation import correlation_matrix
+from correlation import as_embedding, correlation_score, participation_ratio
 
-METRIC_COLUMNS = ["method", "NMI", "ARI", "ASW", "CH", "DB", "corr_score", "reference"]
+#: Columns of the metrics tables, in order.
+SCORES = ["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
+          "participation_ratio", "val_nll", "val_nll_module"]
+METRIC_COLUMNS = ["method", "seed", *SCORES, "reference", "note"]
 BASELINES = ("PCA", "ICA", "NMF", "FA")
-
-
-def _as_embedding(x, name: str = "embedding") -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array (cells x components); got shape {x.shape}.")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or infinite values ({(~np.isfinite(x)).sum()} entries).")
-    return x
-
-
-def correlation_score(latent) -> float:
-    """The iVAE paper's Pearson correlation score of a latent (cells x d components).
-
-        score = (1/d) * sum_i sum_{j != i} |r_ij|,   r = Pearson correlation of the columns,
-
-    i.e. the mean over components of their summed |correlation| with every other component:
-    0 for uncorrelated components, d - 1 when all are perfectly (anti-)correlated. Lower is
-    better (more disentangled). A constant component has no defined correlation
-    (``correlation_matrix`` gives NaN): it counts as uncorrelated (|r| = 0) here, so a
-    collapsed component does not make the score undefined. One component scores 0.
-    """
-    latent = _as_embedding(latent, "latent")
-    d = latent.shape[1]
-    corr = np.abs(correlation_matrix(latent))
-    off = ~np.eye(d, dtype=bool)
-    return float(np.nan_to_num(corr[off], nan=0.0).sum() / d)
+#: FastICA and NMF iterations: enough for these data to converge (a baseline that does
+#: not converge says so in the table's ``note``).
+MAX_ITER = 5000
 
 
 def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhouette: int = 10000) -> dict:
@@ -73,9 +60,12 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
     - CH = [B / (g - 1)] / [W / (n - g)], B = sum_k n_k |c_k - c|^2, W = sum_k sum_{x in k}
       |x - c_k|^2 (reference groups k, centroids c_k, overall mean c);
     - DB = (1/g) sum_k max_{l != k} (s_k + s_l) / |c_k - c_l|, s_k = mean distance of group
-      k's cells to c_k.
+      k's cells to c_k;
+    - ASW_kmeans, CH_kmeans, DB_kmeans: the same three indices of the KMeans clusters
+      instead of the reference groups (the iVAE paper's variant); NaN when KMeans finds
+      fewer than two clusters.
 
-    Returns ``{"NMI", "ARI", "ASW", "CH", "DB"}`` as floats. Raises ValueError unless the
+    Returns ``{"NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans"}`` as floats. Raises ValueError unless the
     embedding is finite and 2-D, ``reference`` has one label per row, and there are at
     least 2 and fewer than n groups.
     """
@@ -88,7 +78,7 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
         silhouette_score,
     )
 
-    x = _as_embedding(embedding)
+    x = as_embedding(embedding)
     reference = np.asarray(reference)
     if reference.ndim != 1 or reference.shape[0] != x.shape[0]:
         raise ValueError(
@@ -107,20 +97,21 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
         raise ValueError(f"max_cells_silhouette must be at least 2; got {max_cells_silhouette}.")
 
     kmeans = KMeans(n_clusters=g, n_init=10, random_state=seed).fit_predict(x)
-    if n > max_cells_silhouette:
-        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_cells_silhouette, replace=False))
-        x_sil, codes_sil = x[idx], codes[idx]
-    else:
-        x_sil, codes_sil = x, codes
-    g_sil = len(np.unique(codes_sil))
-    asw = float(silhouette_score(x_sil, codes_sil)) if 2 <= g_sil < len(codes_sil) else float("nan")
-    return {
-        "NMI": float(normalized_mutual_info_score(codes, kmeans)),
-        "ARI": float(adjusted_rand_score(codes, kmeans)),
-        "ASW": asw,
-        "CH": float(calinski_harabasz_score(x, codes)),
-        "DB": float(davies_bouldin_score(x, codes)),
-    }
+    sil = (np.sort(np.random.default_rng(seed).choice(n, size=max_cells_silhouette, replace=False))
+           if n > max_cells_silhouette else np.arange(n))
+
+    def indices(groups_of_cells: np.ndarray) -> tuple[float, float, float]:
+        """(ASW on the subsample, CH, DB) of a partition of the cells; NaN without 2 groups."""
+        if len(np.unique(groups_of_cells)) < 2:
+            return float("nan"), float("nan"), float("nan")
+        g_sil = len(np.unique(groups_of_cells[sil]))
+        asw = float(silhouette_score(x[sil], groups_of_cells[sil])) if 2 <= g_sil < len(sil) else float("nan")
+        return asw, float(calinski_harabasz_score(x, groups_of_cells)), float(davies_bouldin_score(x, groups_of_cells))
+
+    asw, ch, db = indices(codes)
+    asw_k, ch_k, db_k = indices(kmeans)
+    return {"NMI": float(normalized_mutual_info_score(codes, kmeans)), "ARI": float(adjusted_rand_score(codes, kmeans)),
+            "ASW": asw, "CH": ch, "DB": db, "ASW_kmeans": asw_k, "CH_kmeans": ch_k, "DB_kmeans": db_k}
 
 
 def reference_labels(obs: pd.DataFrame, X_lognorm, *, label_key: str | None, seed: int = 0,
@@ -160,19 +151,21 @@ def reference_labels(obs: pd.DataFrame, X_lognorm, *, label_key: str | None, see
     return adata.obs["leiden"].astype(str).to_numpy(), "clusters"
 
 
-def baseline_embeddings(X_lognorm, n_components: int, *, seed: int = 0) -> dict[str, np.ndarray]:
+def baseline_embeddings(X_lognorm, n_components: int, *, seed: int = 0,
+                        max_iter: int = MAX_ITER) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Four scikit-learn baselines with ``n_components`` components each, all seeded.
 
     ``X_lognorm``: cells x highly variable genes, log-normalised (non-negative), dense or
     sparse; it is densified once (float32: the stored precision, half the memory).
 
     - ``PCA``: scores on the top principal axes of the gene-centred data;
-    - ``ICA``: FastICA, ``whiten="unit-variance"``, up to 1000 iterations;
-    - ``NMF``: X ~ W H with W, H >= 0, ``init="nndsvda"``, up to 1000 iterations; W returned;
+    - ``ICA``: FastICA, ``whiten="unit-variance"``, up to ``max_iter`` iterations;
+    - ``NMF``: X ~ W H with W, H >= 0, ``init="nndsvda"``, up to ``max_iter`` iterations; W returned;
     - ``FA``: factor analysis, posterior means of the factors.
 
-    Returns ``{"PCA", "ICA", "NMF", "FA"}`` -> (cells x n_components) float64 arrays. Non-
-    convergence is logged, not raised. Raises ValueError for negative or non-finite input or
+    Returns ``(embeddings, notes)``: ``{"PCA", "ICA", "NMF", "FA"}`` -> (cells x n_components)
+    float64 arrays, and -> "" or what went wrong ("did not converge in N iterations"),
+    which is also logged, not raised. Raises ValueError for negative or non-finite input or
     ``n_components`` outside 1..min(cells, genes).
     """
     from sklearn.decomposition import NMF, PCA, FactorAnalysis, FastICA
@@ -191,36 +184,56 @@ def baseline_embeddings(X_lognorm, n_components: int, *, seed: int = 0) -> dict[
 
     models = {
         "PCA": PCA(n_components=n_components, random_state=seed),
-        "ICA": FastICA(n_components=n_components, whiten="unit-variance", max_iter=1000, random_state=seed),
-        "NMF": NMF(n_components=n_components, init="nndsvda", max_iter=1000, random_state=seed),
+        "ICA": FastICA(n_components=n_components, whiten="unit-variance", max_iter=max_iter, random_state=seed),
+        "NMF": NMF(n_components=n_components, init="nndsvda", max_iter=max_iter, random_state=seed),
         "FA": FactorAnalysis(n_components=n_components, random_state=seed),
     }
-    out = {}
+    out, notes = {}, {}
     for name, model in models.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             out[name] = np.asarray(model.fit_transform(X), dtype=np.float64)
+        notes[name] = ""
         for w in caught:
             if issubclass(w.category, ConvergenceWarning):
                 log.warning("%s baseline: %s", name, w.message)
+                notes[name] = f"did not converge in {max_iter} iterations"
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out
+    return out, notes
 
 
-def metrics_table(embeddings: dict[str, np.ndarray], reference, reference_kind: str, *, seed: int = 0,
-                  max_cells_silhouette: int = 10000) -> pd.DataFrame:
-    """One row per embedding, in the order given: ``clustering_metrics`` and
-    ``correlation_score``; columns method, NMI, ARI, ASW, CH, DB, corr_score, reference
-    (``reference_kind``: "labels" or "clusters")."""
-    if reference_kind not in ("labels", "clusters"):
-        raise ValueError(f"reference_kind must be 'labels' or 'clusters'; got {reference_kind!r}.")
-    rows = []
-    for method, embedding in embeddings.items():
-        scores = clustering_metrics(embedding, reference, seed=seed, max_cells_silhouette=max_cells_silhouette)
-        rows.append({"method": method, **scores, "corr_score": correlation_score(embedding),
-                     "reference": reference_kind})
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+def embedding_metrics(embedding, reference, *, seed: int = 0, max_cells_silhouette: int = 10000) -> dict:
+    """Every score of SCORES but the validation NLLs, for one embedding against ``reference``."""
+    return {**clustering_metrics(embedding, reference, seed=seed, max_cells_silhouette=max_cells_silhouette),
+            "corr_score": correlation_score(embedding), "participation_ratio": participation_ratio(embedding)}
+
+
+def selected_epoch(history: pd.DataFrame) -> pd.Series:
+    """The training log's row of the epoch whose model was kept (``selected``; else the last)."""
+    if "selected" in history and history["selected"].any():
+        return history[history["selected"].astype(bool)].iloc[-1]
+    return history.iloc[-1]
+
+
+def validation_nll(history: pd.DataFrame, irecon: float) -> dict:
+    """val_nll (held-out NB NLL from z) and val_nll_module (through the interpretative
+    module, NaN when irecon = 0: not computed) at the kept epoch; NaN without held-out cells."""
+    row = selected_epoch(history)
+    nll = float(row["val_recon"]) if "val_recon" in row else float("nan")
+    module = float(row["val_irecon"]) / irecon if "val_irecon" in row and irecon > 0 else float("nan")
+    return {"val_nll": nll, "val_nll_module": module}
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and s.d. over seeds of every score, one row per method (in first-seen order):
+    columns method, n_seeds, <score>, <score>_sd, reference."""
+    order = list(dict.fromkeys(table["method"]))
+    grouped = table.groupby("method", sort=False)
+    summary = grouped[SCORES].mean().join(grouped[SCORES].std(ddof=1).add_suffix("_sd"))
+    summary.insert(0, "n_seeds", grouped["seed"].nunique())
+    summary["reference"] = grouped["reference"].first()
+    return summary.loc[order].reset_index()
 
 
 def _read_lognorm(path):
@@ -232,17 +245,6 @@ def _read_lognorm(path):
         X = read_elem(f["X"])
         obs = read_elem(f["obs"])
     return X, obs
-
-
-def _read_latent(path, obs_names: pd.Index) -> np.ndarray:
-    import anndata as ad
-
-    emb = ad.read_h5ad(path)
-    if "X_ivae" not in emb.obsm:
-        raise InputError(f"{path}: no obsm['X_ivae']; rerun the embed rule.")
-    if not emb.obs_names.equals(obs_names):
-        raise InputError(f"{path} holds other cells than the preprocessed data (or in another order); rerun embed.")
-    return np.asarray(emb.obsm["X_ivae"])
 
 
 def read_reference(path, obs_names: pd.Index) -> tuple[np.ndarray, str]:
@@ -260,39 +262,68 @@ def read_reference(path, obs_names: pd.Index) -> tuple[np.ndarray, str]:
     return table["cluster"].to_numpy(dtype=object), "clusters"
 
 
-def main(snakemake) -> None:
+def known_reference(path, obs_names: pd.Index):
+    """(labels as str, kind, mask of the cells that have one) from cell_labels.tsv."""
+    reference, kind = read_reference(path, obs_names)
+    known = pd.notna(reference)
+    if not known.all():
+        log.warning("%d of %d cells have no label: left out of the metrics", (~known).sum(), len(known))
+    return reference[known].astype(str), kind, known
+
+
+def main_run(snakemake) -> None:
+    """One trained model: its row of the metrics table."""
+    import anndata as ad
+
+    setup_logging(snakemake.log[0])
+    emb = ad.read_h5ad(snakemake.input.embedding)
+    reference, kind, known = known_reference(snakemake.input.labels, emb.obs_names)
+    scores = embedding_metrics(np.asarray(emb.obsm["X_ivae"])[known], reference, seed=snakemake.params.eval_seed)
+    history = pd.read_csv(snakemake.input.log_tsv, sep="\t")
+    row = {"method": snakemake.params.method, "seed": int(snakemake.params.seed), **scores,
+           **validation_nll(history, float(emb.uns["ivae"]["train_params"]["irecon"])), "reference": kind,
+           "note": ""}
+    table = pd.DataFrame([row], columns=METRIC_COLUMNS)
+    log.info("\n%s", table.to_string(index=False))
+    with atomic_path(snakemake.output[0]) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+def main_baselines(snakemake) -> None:
+    """PCA, ICA, NMF and FA with the iVAE's latent_dim components: their rows."""
     import sklearn.cluster  # noqa: F401 - load scikit-learn's OpenMP runtime so that threadpool_limits sees it
     import sklearn.decomposition  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     setup_logging(snakemake.log[0])
-    seed = int(snakemake.params.seed)
     X, obs = _read_lognorm(snakemake.input.data)
-    latents = {"iVAE": _read_latent(snakemake.input.ivae, obs.index),
-               "VAE": _read_latent(snakemake.input.vae, obs.index)}
-    reference, kind = read_reference(snakemake.input.labels, obs.index)
-    known = pd.notna(reference)
-    if not known.all():
-        log.warning("%d of %d cells have no label: left out of the metrics", (~known).sum(), len(known))
-        X, reference = X[known], reference[known]
-        latents = {k: v[known] for k, v in latents.items()}
-    reference = reference.astype(str)
-    log.info("reference: %s, %d groups over %d cells (from %s)",
-             "cell-type labels" if kind == "labels" else "Leiden clusters of the log-normalised genes",
-             len(np.unique(reference)), len(reference), snakemake.input.labels)
-
+    reference, kind, known = known_reference(snakemake.input.labels, obs.index)
+    seed, n_components = int(snakemake.params.eval_seed), int(snakemake.params.n_components)
     with threadpool_limits(getattr(snakemake, "threads", None)):
-        n_components = latents["iVAE"].shape[1]
-        log.info("baselines PCA, ICA, NMF, FA with %d components (the iVAE latent_dim) on %d x %d",
-                 n_components, *X.shape)
-        embeddings = {**latents, **baseline_embeddings(X, n_components, seed=seed)}
-        table = metrics_table(embeddings, reference, kind, seed=seed)
-    for row in table.itertuples(index=False):
-        log.info("%-5s NMI %.3f ARI %.3f ASW %.3f CH %.1f DB %.3f corr %.3f", row.method, row.NMI, row.ARI,
-                 row.ASW, row.CH, row.DB, row.corr_score)
-    with atomic_path(snakemake.output.tsv) as tmp:
+        log.info("baselines PCA, ICA, NMF, FA with %d components on %d x %d", n_components, *X.shape)
+        embeddings, notes = baseline_embeddings(X[known], n_components, seed=seed)
+        rows = [{"method": name, "seed": seed, **embedding_metrics(e, reference, seed=seed),
+                 "val_nll": np.nan, "val_nll_module": np.nan, "reference": kind, "note": notes[name]}
+                for name, e in embeddings.items()]
+    table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    log.info("\n%s", table.to_string(index=False))
+    with atomic_path(snakemake.output[0]) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
 
 
+def main_table(snakemake) -> None:
+    """All rows (models x seeds, then the baselines) and their summary over seeds."""
+    setup_logging(snakemake.log[0])
+    table = pd.concat([pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])
+                       for p in snakemake.input], ignore_index=True)
+    table["note"] = table["note"].fillna("")
+    summary = summarise(table)
+    log.info("\n%s", summary.round(3).to_string(index=False))
+    with atomic_path(snakemake.output.table) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    with atomic_path(snakemake.output.summary) as tmp:
+        summary.to_csv(tmp, sep="\t", index=False)
+
+
 if "snakemake" in globals():
-    main(snakemake)  # noqa: F821
+    {"run": main_run, "baselines": main_baselines, "table": main_table}[snakemake.params.step](snakemake)  # noqa: F821

@@ -2,9 +2,10 @@
 
 1. The interpretative embedding ``X_ivae_interp`` (first two components), one point per
    cell, coloured by cell label.
-2. A grid of UMAPs: rows are the iVAE latent z (``X_ivae``) and the latent after the
-   interpretative module (``X_ivae_ld``); columns colour the cells by label and by total
-   counts (log colour scale).
+2. A grid of UMAPs: rows are the iVAE's latent z (``X_ivae``) and the plain VAE's
+   (irecon = 0, same seed); columns colour the cells by label and by total counts (log
+   colour scale). (The latent after the interpretative module is an image of the 2-D
+   interpretative embedding, drawn in 1.)
 
 Cell labels come from ``cell_labels.tsv`` (index ``cell``; ``cluster``, ``label``,
 ``label_source`` in {labels, markers, clusters}); the legend title says which.
@@ -174,7 +175,7 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
         cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         cbar.ax.yaxis.set_minor_locator(NullLocator())
     cbar.ax.tick_params(length=2, which="both")
-    fig.suptitle(f"{dataset}: UMAPs of the iVAE latent (n = {len(labels):,} cells)")
+    fig.suptitle(f"{dataset}: UMAPs of the latents (n = {len(labels):,} cells)")
     plotstyle.save(fig, pdf, png)
     return order
 
@@ -198,10 +199,13 @@ def main(snakemake) -> None:
 
     plot_interpretative(emb.obsm["X_ivae_interp"], labels, label_title=title, dataset=dataset,
                         pdf=snakemake.output.interp_pdf, png=snakemake.output.interp_png)
+    vae = ad.read_h5ad(snakemake.input.vae)
+    if not vae.obs_names.equals(emb.obs_names):
+        raise ValueError(f"{snakemake.input.vae} holds other cells than {snakemake.input.embedding}; rerun embed.")
     umaps = {}
-    for name, key in (("iVAE latent z", "X_ivae"), ("After the interpretative module", "X_ivae_ld")):
-        log.info("UMAP of %s (seed %d)", key, seed)
-        umaps[name] = umap_coordinates(emb.obsm[key], seed=seed)
+    for name, latent in (("iVAE latent z", emb.obsm["X_ivae"]), ("VAE latent z (irecon = 0)", vae.obsm["X_ivae"])):
+        log.info("UMAP of the %s (seed %d)", name, seed)
+        umaps[name] = umap_coordinates(latent, seed=seed)
     plot_umaps(umaps, labels, emb.obs["total_counts"].to_numpy(), label_title=title, dataset=dataset,
                pdf=snakemake.output.umap_pdf, png=snakemake.output.umap_png)
     log.info("wrote %s and %s", snakemake.output.interp_pdf, snakemake.output.umap_pdf)

@@ -1,129 +1,107 @@
-"""Figure: correlation between latent components before and after the interpretative module.
+"""Figure: correlation between latent components before and after the interpretative module,
+each against what chance or the architecture alone gives.
 
 Left, the posterior-mean latent z (``X_ivae``); middle, the latent after the module,
-ld = latent_decoder(latent_encoder(z)) (``X_ivae_ld``). Both matrices use the same
-component order and one colour scale, and are titled with their mean |off-diagonal r|.
-Right, the distribution of |r| over the d(d-1)/2 unique component pairs, before and after.
+ld = latent_decoder(latent_encoder(z)) (``X_ivae_ld``); same component order, one colour
+scale, each titled with its mean |off-diagonal r|. Right, each observed mean |r| against
+its null (correlation_nulls.py): for z, its components permuted independently across cells;
+for ld, untrained modules of the same shape applied to the same z, and the best rank-i_dim
+reconstruction of z. The maths is in correlation.py; this module only draws.
 """
 
 
 import numpy as np
+import pandas as pd
 
 import plotstyle
 from common_io import log, setup_logging
+from correlation import correlation_matrix, mean_abs_offdiagonal
+
+PANELS = {"before": ("Before the module", "z"), "after": ("After the module", "ld")}
 
 
-def correlation_matrix(x: np.ndarray) -> np.ndarray:
-    """Pearson correlation between the columns of ``x`` (cells x components).
-
-    A constant column has no defined correlation: its row and column are NaN (the
-    diagonal stays 1), rather than a division-by-zero warning.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    centred = x - x.mean(0)
-    norm = np.sqrt((centred**2).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = (centred.T @ centred) / np.outer(norm, norm)
-    corr = np.clip(corr, -1.0, 1.0)
-    np.fill_diagonal(corr, 1.0)
-    return corr
-
-
-def mean_abs_offdiagonal(corr: np.ndarray) -> float:
-    """Mean |r| over the off-diagonal entries, ignoring undefined (NaN) ones."""
-    off = corr[~np.eye(corr.shape[0], dtype=bool)]
-    return float(np.nanmean(np.abs(off))) if off.size else float("nan")
+def _matrix(ax, corr, title, name, cmap):
+    n = corr.shape[0]
+    image = ax.imshow(np.ma.masked_invalid(corr), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ticks = np.arange(n)
+    labels = [str(i + 1) if n <= 30 or i % 5 == 4 else "" for i in ticks]
+    ax.set_xticks(ticks, labels)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel(f"Component of {name}")
+    ax.set_ylabel(f"Component of {name}")
+    ax.set_title(f"{title}\nmean |off-diagonal r| = {mean_abs_offdiagonal(corr):.2f}")
+    ax.tick_params(length=2)
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(corr[i, j]):
+                    ax.text(j, i, f"{corr[i, j]:.2f}".replace("0.", ".").replace("-.", "\u2212."), ha="center",
+                            va="center", fontsize=4.5, color="white" if abs(corr[i, j]) > 0.6 else "black")
+    return image
 
 
-def offdiagonal_pairs(corr: np.ndarray) -> np.ndarray:
-    """|r| of the d(d-1)/2 unique component pairs (upper triangle), undefined ones dropped."""
-    values = np.abs(corr[np.triu_indices(corr.shape[0], k=1)])
-    return values[np.isfinite(values)]
+def _nulls(ax, summary: pd.DataFrame, draws: pd.DataFrame):
+    """Each panel's null draws (grey points, their 95 % range a bar), the observed value
+    (coloured diamond; every seed as a small one) and, after, the rank-i_dim reference."""
+    rng = np.random.default_rng(0)
+    for y, (panel, colour) in enumerate(zip(PANELS, plotstyle.BEFORE_AFTER)):
+        values = draws.loc[draws["panel"] == panel, "value"].to_numpy()
+        row = summary[summary["panel"] == panel].iloc[0]
+        ax.scatter(values, y + rng.uniform(-0.18, 0.18, len(values)), s=2, color="0.7", lw=0, rasterized=True)
+        ax.plot([row["null_low"], row["null_high"]], [y - 0.27] * 2, color="0.35", lw=2, solid_capstyle="butt")
+        ax.scatter([row["observed"]], [y], marker="D", s=28, color=colour, edgecolor="black", lw=0.5, zorder=3)
+        if np.isfinite(row.get("rank_i_dim", np.nan)):
+            ax.plot([row["rank_i_dim"]] * 2, [y - 0.3, y + 0.3], color="black", lw=1.0)
+        ax.annotate(f"observed {row['observed']:.2f}; null {row['null_mean']:.2f} "
+                    f"[{row['null_low']:.2f}\u2013{row['null_high']:.2f}], percentile {row['percentile']:.0f}",
+                    (0.0, y + 0.33), fontsize=5, va="bottom")
+    ax.set_yticks(range(len(PANELS)), [f"{PANELS[p][0]}\n({'permuted' if p == 'before' else 'untrained module'})"
+                                       for p in PANELS])
+    ax.set_ylim(-0.5, len(PANELS) - 0.25)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("Mean |off-diagonal r|")
+    ax.set_title(f"Observed (\u25c6) vs null (grey: {int(summary['n_draws'].iloc[0])} draws,\n"
+                 f"bar: 95 %); | best rank-i_dim projection of z", fontsize=6)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(length=2)
 
 
-def plot_latent_correlation(latent: np.ndarray, after: np.ndarray, *, dataset: str, pdf: str, png: str) -> dict:
-    """Draw the two correlation matrices and the distribution of their off-diagonal |r|.
+def plot_latent_correlation(latent: np.ndarray, after: np.ndarray, summary: pd.DataFrame, draws: pd.DataFrame, *,
+                            dataset: str, pdf: str, png: str) -> dict:
+    """Draw the figure for one model (``summary``/``draws``: its rows of the null tables).
 
     Returns the mean |off-diagonal r| of each matrix: ``{"before": ..., "after": ...}``.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.colors import to_rgba
-    from matplotlib.patches import Patch
 
     plotstyle.apply()
-    panels = [
-        ("Before the interpretative module", "latent mean z", correlation_matrix(latent)),
-        ("After the interpretative module", "decoded latent ld", correlation_matrix(after)),
-    ]
-    n = latent.shape[1]
-    fig, axes = plt.subplots(
-        1, 3, figsize=(plotstyle.DOUBLE_COLUMN, plotstyle.DOUBLE_COLUMN * 0.36), layout="constrained",
-        gridspec_kw={"width_ratios": [1, 1, 0.9]},
-    )
+    corrs = {"before": correlation_matrix(latent), "after": correlation_matrix(after)}
+    fig, axes = plt.subplots(1, 3, figsize=(plotstyle.DOUBLE_COLUMN, plotstyle.DOUBLE_COLUMN * 0.36),
+                             layout="constrained", gridspec_kw={"width_ratios": [1, 1, 1.25]})
     cmap = plt.get_cmap(plotstyle.DIVERGING).with_extremes(bad="0.85")  # grey: undefined r
-    scores = {}
-    ticks = np.arange(n)
-    labels = [str(i + 1) for i in ticks]
-    annotate = n <= 12
-    for ax, (title, name, corr), key in zip(axes[:2], panels, ("before", "after")):
-        score = mean_abs_offdiagonal(corr)
-        scores[key] = score
-        image = ax.imshow(np.ma.masked_invalid(corr), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_title(f"{title}\nmean |off-diagonal r| = {score:.2f}")
-        ax.set_xticks(ticks, labels if n <= 30 else [lab if i % 5 == 4 else "" for i, lab in enumerate(labels)])
-        ax.set_yticks(ticks, labels if n <= 30 else [lab if i % 5 == 4 else "" for i, lab in enumerate(labels)])
-        ax.set_xlabel(f"Component of {name}")
-        ax.set_ylabel(f"Component of {name}")
-        ax.tick_params(length=2)
-        if annotate:
-            for i in range(n):
-                for j in range(n):
-                    if np.isfinite(corr[i, j]):
-                        ax.text(j, i, f"{corr[i, j]:.2f}".replace("0.", ".").replace("-.", "\u2212."),
-                                ha="center", va="center", fontsize=4.5,
-                                color="white" if abs(corr[i, j]) > 0.6 else "black")
+    for ax, (key, (title, name)) in zip(axes[:2], PANELS.items()):
+        image = _matrix(ax, corrs[key], title, name, cmap)
     cbar = fig.colorbar(image, ax=axes[:2], shrink=0.85, aspect=25, pad=0.02)
     cbar.set_label("Pearson correlation r")
     cbar.ax.tick_params(length=2)
-
-    # Companion panel: the same d(d-1)/2 pairs before and after, as overlaid histograms.
-    ax = axes[2]
-    bins = np.linspace(0, 1, 21)
-    top = 0
-    handles = []
-    for (title, name, corr), key, colour in zip(panels, ("before", "after"), plotstyle.BEFORE_AFTER):
-        values = offdiagonal_pairs(corr)
-        label = f"{'Before' if key == 'before' else 'After'} ({name.split()[-1]}), mean {scores[key]:.2f}"
-        counts, _, _ = ax.hist(values, bins=bins, histtype="stepfilled", color=colour, alpha=0.35, lw=0)
-        ax.hist(values, bins=bins, histtype="step", color=colour, lw=1.0)
-        handles.append(Patch(facecolor=to_rgba(colour, 0.35), edgecolor=colour, lw=1.0, label=label))
-        top = max(top, counts.max(initial=0))
-        if np.isfinite(scores[key]):
-            ax.axvline(scores[key], color=colour, lw=0.8, ls="--")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, top * 1.35 + 0.5)  # headroom for the legend
-    ax.set_xlabel("|Pearson r| between two components")
-    ax.set_ylabel(f"Component pairs (of {n * (n - 1) // 2})")
-    ax.set_title("Off-diagonal |r|, unique pairs\n(dashed: mean)")
-    ax.legend(handles=handles, loc="upper center", frameon=False, handlelength=1.2, borderaxespad=0.2)
-    ax.tick_params(length=2)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.set_box_aspect(1)
-
+    _nulls(axes[2], summary, draws)
     fig.suptitle(f"{dataset}: correlation between latent components (n = {latent.shape[0]:,} cells)")
     plotstyle.save(fig, pdf, png)
-    return scores
+    return {key: mean_abs_offdiagonal(corr) for key, corr in corrs.items()}
 
 
 def main(snakemake) -> None:
     import anndata as ad
 
     setup_logging(snakemake.log[0])
-    emb = ad.read_h5ad(snakemake.input[0])
-    scores = plot_latent_correlation(
-        emb.obsm["X_ivae"], emb.obsm["X_ivae_ld"], dataset=snakemake.wildcards.dataset,
-        pdf=snakemake.output.pdf, png=snakemake.output.png,
-    )
+    emb = ad.read_h5ad(snakemake.input.embedding)
+    seed = int(snakemake.params.seed)  # the main model's: correlation_nulls covers it
+    summary = pd.read_csv(snakemake.input.nulls, sep="\t")
+    draws = pd.read_csv(snakemake.input.draws, sep="\t")
+    scores = plot_latent_correlation(emb.obsm["X_ivae"], emb.obsm["X_ivae_ld"], summary[summary["seed"] == seed],
+                                     draws[draws["seed"] == seed], dataset=snakemake.wildcards.dataset,
+                                     pdf=snakemake.output.pdf, png=snakemake.output.png)
     log.info("mean |off-diagonal r|: before %.3f, after %.3f", scores["before"], scores["after"])
 
 

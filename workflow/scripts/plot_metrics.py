@@ -1,9 +1,11 @@
-"""Figure: clustering metrics and correlation scores of the iVAE, the VAE and baselines.
+"""Figure: every metric of every model, mean ± s.d. over training seeds with each seed's value.
 
-One small panel per metric of ``metrics.tsv`` (NMI, ARI, ASW, CH, DB, corr_score), one
-horizontal bar per method; the iVAE and the VAE in colour, the linear baselines (PCA,
-ICA, NMF, FA) in grey. Each panel says which direction is better; the figure title says
-what the clusterings were compared against (``reference``).
+One small panel per metric of ``metrics.tsv`` (rows: method x seed). Trained models (the
+iVAE, its controls, regularised VAEs) are bars of the mean over seeds with an s.d. error
+bar and one dot per seed; the linear baselines (PCA, ICA, NMF, FA), fitted once with the
+evaluation seed, are grey bars. Each panel says which direction is better where one is
+(none for the correlation score and the participation ratio, which describe the latent);
+the title says what the clusterings were compared against.
 """
 
 
@@ -13,76 +15,88 @@ import pandas as pd
 import plotstyle
 from common_io import log, setup_logging
 
-#: (metric, long name, direction note) in panel order.
+#: (metric, axis label, panel note) in panel order; the note says which direction is better.
 METRICS = [
-    ("NMI", "Normalised mutual information", "higher is better"),
     ("ARI", "Adjusted Rand index", "higher is better"),
-    ("ASW", "Average silhouette width", "higher is better"),
-    ("CH", "Calinski\u2013Harabasz index", "higher is better"),
-    ("DB", "Davies\u2013Bouldin index", "lower is better"),
-    ("corr_score", "Correlation score", "iVAE paper's correlation score"),
+    ("NMI", "Normalised mutual information", "higher is better"),
+    ("ASW", "Silhouette of the reference groups", "higher is better"),
+    ("CH", "Calinski\u2013Harabasz (reference)", "higher is better"),
+    ("DB", "Davies\u2013Bouldin (reference)", "lower is better"),
+    ("ASW_kmeans", "Silhouette of own KMeans", "paper's variant"),
+    ("CH_kmeans", "Calinski\u2013Harabasz (own KMeans)", "paper's variant"),
+    ("DB_kmeans", "Davies\u2013Bouldin (own KMeans)", "paper's variant; lower"),
+    ("corr_score", "Correlation score", "higher: more correlated"),
+    ("participation_ratio", "Participation ratio", "effective dimensions"),
+    ("val_nll", "Held-out NB NLL from z", "lower is better"),
 ]
 REFERENCES = {
-    "labels": "against cell-type labels",
-    "clusters": "against Leiden clusters of the log-normalised data",
+    "labels": "against the dataset's cell-type labels",
+    "clusters": "against Leiden clusters of the log-normalised genes (no labels: this reference "
+                "is built from the same genes as PCA and favours the linear baselines)",
 }
+BASELINES = ("PCA", "ICA", "NMF", "FA")
 
 
 def _format(value: float) -> str:
     if not np.isfinite(value):
         return "n/a"
-    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-2):
-        return f"{value:.1e}".replace("e-0", "e\u2212").replace("e+0", "e").replace("e-", "e\u2212")
     if abs(value) >= 100:
         return f"{value:,.0f}"
-    return f"{value:.2f}"
+    return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}"
 
 
 def plot_metrics(table: pd.DataFrame, *, dataset: str, pdf, png) -> list:
-    """Bar chart per metric (one bar per method); return the metrics drawn."""
+    """Draw one panel per metric present (and not all missing); return the metrics drawn."""
     import matplotlib.pyplot as plt
 
     plotstyle.apply()
-    table = table.reset_index(drop=True) if "method" in table.columns else table.rename_axis("method").reset_index()
-    methods = table["method"].astype(str).tolist()
-    drawn = [m for m in METRICS if m[0] in table.columns]
+    methods = list(dict.fromkeys(table["method"].astype(str)))
+    drawn = [m for m in METRICS if m[0] in table and pd.to_numeric(table[m[0]], errors="coerce").notna().any()]
     if not drawn:
         raise ValueError(f"{dataset}: the metrics table has none of {[m[0] for m in METRICS]}.")
-    colours = [plotstyle.MODEL_COLORS.get(m, plotstyle.BASELINE_GREY) for m in methods]
-    ncols = 3
+    ncols = 4
     nrows = int(np.ceil(len(drawn) / ncols))
     width = plotstyle.DOUBLE_COLUMN
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, width * (0.23 + 0.03 * len(methods) / 6) * nrows),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, width * (0.2 + 0.025 * len(methods)) * nrows),
                              layout="constrained", squeeze=False)
     y = np.arange(len(methods))
-    for k, (ax, (metric, long_name, note)) in enumerate(zip(axes.flat, drawn)):
-        values = pd.to_numeric(table[metric], errors="coerce").to_numpy(dtype=float)
-        finite = np.where(np.isfinite(values), values, 0.0)
-        ax.barh(y, finite, color=colours, height=0.7)
-        span = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
-        span = span if span > 0 else 1.0
-        for yi, value, shown in zip(y, values, finite):
-            ax.text(shown + 0.02 * span if shown >= 0 else shown - 0.02 * span, yi, _format(value),
-                    va="center", ha="left" if shown >= 0 else "right", fontsize=5.5)
-        low = min(0.0, np.nanmin(values) if np.isfinite(values).any() else 0.0)
-        ax.set_xlim(low * 1.3 if low < 0 else 0, span * 1.3)
+    rng = np.random.default_rng(0)
+    for k, (ax, (metric, label, note)) in enumerate(zip(axes.flat, drawn)):
+        values = {m: pd.to_numeric(table.loc[table["method"] == m, metric], errors="coerce").dropna().to_numpy()
+                  for m in methods}
+        means = np.array([v.mean() if len(v) else np.nan for v in values.values()])
+        sds = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in values.values()])
+        colours = [plotstyle.method_colour(m) for m in methods]
+        ax.barh(y, np.nan_to_num(means), xerr=sds, color=colours, height=0.65, error_kw={"lw": 0.7, "capsize": 1.5})
+        for yi, m in zip(y, methods):
+            if len(values[m]) > 1:
+                ax.scatter(values[m], yi + rng.uniform(-0.15, 0.15, len(values[m])), s=4, color="black", lw=0,
+                           zorder=3)
+        finite = np.concatenate([v for v in values.values() if len(v)] or [np.zeros(1)])
+        span = max(np.nanmax(np.abs(finite)), 1e-12)
+        for yi, mean, sd in zip(y, means, sds):
+            if np.isfinite(mean):
+                text = _format(mean) + (f" \u00b1 {_format(sd)}" if sd > 0 else "")
+                ax.text(max(mean, 0) + sd + 0.03 * span, yi, text, va="center", ha="left", fontsize=5)
+        low = min(0.0, np.nanmin(finite))
+        ax.set_xlim(low * 1.3 if low < 0 else 0, span * 1.55)
         ax.set_yticks(y, methods)
         ax.invert_yaxis()
-        ax.set_xlabel(long_name if metric != "corr_score" else "corr_score")
-        if k % ncols == 0:
-            ax.set_ylabel("Method")
+        ax.set_xlabel(label)
         ax.set_title(f"{metric}\n({note})")
         ax.axvline(0, color="black", lw=0.5)
         ax.tick_params(length=2)
         ax.spines[["top", "right"]].set_visible(False)
-        for label, colour in zip(ax.get_yticklabels(), colours):
-            if colour != plotstyle.BASELINE_GREY:
-                label.set_fontweight("bold")
+        if k % ncols:
+            ax.set_yticklabels([])
     for ax in axes.flat[len(drawn):]:
         ax.set_visible(False)
-    references = table["reference"].dropna().astype(str).unique() if "reference" in table else []
+    n_seeds = table[~table["method"].isin(BASELINES)].groupby("method")["seed"].nunique()
+    seeds = f"{n_seeds.min()}" if len(n_seeds) and n_seeds.min() == n_seeds.max() else "several"
+    references = table["reference"].dropna().astype(str).unique()
     against = "; ".join(REFERENCES.get(r, f"against {r}") for r in references)
-    fig.suptitle(f"{dataset}: embeddings compared {against}" if against else f"{dataset}: embedding metrics")
+    fig.suptitle(f"{dataset}: models and baselines {against}.\nTrained models: mean \u00b1 s.d. over {seeds} "
+                 f"training seeds, dots = seeds; grey: linear baselines, one fit", fontsize=6.5)
     plotstyle.save(fig, pdf, png)
     return [m[0] for m in drawn]
 
@@ -92,7 +106,7 @@ def main(snakemake) -> None:
     table = pd.read_csv(snakemake.input.tsv, sep="\t")
     metrics = plot_metrics(table, dataset=snakemake.wildcards.dataset,
                            pdf=snakemake.output.pdf, png=snakemake.output.png)
-    log.info("drew %s for %s", ", ".join(metrics), ", ".join(table["method"].astype(str)))
+    log.info("drew %s for %s", ", ".join(metrics), ", ".join(dict.fromkeys(table["method"].astype(str))))
 
 
 if "snakemake" in globals():

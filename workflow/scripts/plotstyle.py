@@ -24,9 +24,11 @@ DIVERGING = "RdBu_r"
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
 #: Sequential map for continuous values (perceptually uniform, colour-blind safe).
 SEQUENTIAL = "viridis"
-#: The two models compared throughout (Okabe-Ito vermillion and blue) and grey baselines.
-MODEL_COLORS = {"iVAE": "#D55E00", "VAE": "#0072B2"}
+#: Each trained model's colour in every figure (Okabe-Ito), and grey for the linear baselines.
+METHOD_COLORS = {"iVAE": "#D55E00", "VAE": "#0072B2", "VAE-narrow": "#56B4E9", "beta-VAE": "#009E73",
+                 "DIP-VAE-II": "#E69F00", "beta-TC-VAE": "#CC79A7", "InfoVAE": "#000000"}
 BASELINE_GREY = "#9A9A9A"
+BASELINES = ("PCA", "ICA", "NMF", "FA")
 #: "Before" / "after" the interpretative module (Okabe-Ito blue and vermillion).
 BEFORE_AFTER = ("#0072B2", "#D55E00")
 
@@ -73,6 +75,15 @@ def categorical_colors(n: int) -> list:
     pool = [to_hex(c) for c in tab20[0::2] + tab20[1::2]]
     pool += [to_hex(c) for name in ("tab20b", "tab20c") for c in plt.get_cmap(name).colors]
     return [pool[i % len(pool)] for i in range(n)]
+
+
+def method_colour(method: str) -> str:
+    """The colour of a model (METHOD_COLORS; grey for a baseline; else by its name's hash)."""
+    if method in BASELINES:
+        return BASELINE_GREY
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return OKABE_ITO[sum(map(ord, method)) % len(OKABE_ITO)]
 
 
 def save(fig, pdf: str | Path, png: str | Path) -> None:

@@ -154,6 +154,17 @@ def matrix_size(path: str | os.PathLike, layer: str | None = None) -> MatrixSize
     return MatrixSize(file_mb)
 
 
+#: ``epochs: auto`` as scvi-tools does it (``get_max_epochs_heuristic``): 400 epochs up to
+#: 20,000 cells, then fewer in proportion, so that every dataset gets about as many steps.
+AUTO_EPOCHS_CAP = 400
+AUTO_EPOCHS_DECAY_AT = 20_000
+
+
+def auto_epochs(n_cells: int) -> int:
+    """min(400, round(400 * 20,000 / n_cells)), at least 1."""
+    return max(1, min(AUTO_EPOCHS_CAP, round(AUTO_EPOCHS_CAP * AUTO_EPOCHS_DECAY_AT / max(n_cells, 1))))
+
+
 def _scaled(value: float, attempt: int) -> int:
     """A request rounded up, multiplied by the attempt: each retry asks for more."""
     return int(math.ceil(value)) * max(1, int(attempt))
@@ -191,11 +202,13 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1) -> int:
     return _scaled(need, attempt)
 
 
-def runtime_min(step: str, size: MatrixSize, attempt: int = 1, *, epochs: int = 1) -> int:
+def runtime_min(step: str, size: MatrixSize, attempt: int = 1, *, epochs: int | str = 1) -> int:
     """Wall time (minutes) a rule's job needs for data of ``size``; training also grows
-    with ``epochs`` (at ``TRAIN_CELLS_PER_S``)."""
+    with ``epochs`` (at ``TRAIN_CELLS_PER_S``; ``auto``: at most ``auto_epochs``)."""
     gb = size.csr_mb / 1024
     cells = size.cells
+    if epochs == "auto":
+        epochs = auto_epochs(cells)
     if step == "preprocess":
         need = 10 + 10 * gb
     elif step == "train":

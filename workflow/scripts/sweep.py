@@ -1,103 +1,93 @@
-"""The paper's comparisons as sweeps: metrics of one run, and the summary over runs.
+"""Figure: the sweeps, one setting at a time.
 
-One run = one (beta, irecon, seed) training of the iVAE on a dataset. ``run_metrics``
-scores its latent (``X_ivae``) like the metrics table does; ``summarise`` collects the runs
-and draws each metric against beta (irecon fixed), against irecon (beta fixed), and the
-plain VAE (irecon = 0) against the iVAE, as mean ± s.d. over seeds.
+``results/{dataset}/sweep/metrics.tsv`` holds one row per trained model and seed: the swept
+methods are named ``key=value`` (e.g. ``irecon=0.5``, ``i_dim=4``); ``iVAE`` is the
+dataset's own settings (where every sweep crosses) and ``VAE`` the plain VAE. One row of
+panels per swept setting, one column per metric: mean ± s.d. over seeds against the
+setting's values (evenly spaced, labelled), the dataset's value highlighted, and the VAE's
+mean ± s.d. as a band.
 """
+
+import re
 
 import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import atomic_path, log, setup_logging
-from metrics import clustering_metrics, correlation_score, read_reference
+from common_io import log, setup_logging
 
-METRICS = ["NMI", "ARI", "ASW", "CH", "DB", "corr_score"]
-BETTER = {"NMI": "higher", "ARI": "higher", "ASW": "higher", "CH": "higher", "DB": "lower",
-          "corr_score": None}
-
-
-def run_metrics(latent: np.ndarray, reference: np.ndarray, kind: str, *, beta: float, irecon: float,
-                seed: int) -> pd.DataFrame:
-    """One-row table: the run's parameters and the metrics of its latent."""
-    known = pd.notna(reference)
-    scores = clustering_metrics(latent[known], reference[known].astype(str), seed=seed)
-    return pd.DataFrame([{"beta": beta, "irecon": irecon, "seed": seed, **scores,
-                          "corr_score": correlation_score(latent), "reference": kind}])
+METRICS = ["ARI", "NMI", "ASW", "DB", "corr_score", "participation_ratio", "val_nll"]
+BETTER = {"ARI": "higher is better", "NMI": "higher is better", "ASW": "higher is better", "DB": "lower is better",
+          "corr_score": "higher: more correlated", "participation_ratio": "effective dimensions",
+          "val_nll": "held-out NLL, lower is better"}
+SWEPT = re.compile(r"^(?P<key>[a-z_]+)=(?P<value>[0-9.e+-]+)$")
 
 
-def mean_sd(table: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Mean and s.d. (over seeds) of every metric for each value of ``by``."""
-    grouped = table.groupby(by)[METRICS]
-    return grouped.mean().join(grouped.std(ddof=1).fillna(0.0), rsuffix="_sd")
+def sweep_points(table: pd.DataFrame, defaults: dict) -> pd.DataFrame:
+    """The iVAE runs as (setting, value) points: each swept method at its value, and the
+    iVAE at the dataset's value of every setting."""
+    rows = []
+    for _, row in table.iterrows():
+        swept = SWEPT.match(str(row["method"]))
+        if swept:
+            rows.append({**row, "setting": swept["key"], "value": float(swept["value"])})
+        elif row["method"] == "iVAE":
+            rows += [{**row, "setting": key, "value": float(value)} for key, value in defaults.items()]
+    return pd.DataFrame(rows)
 
 
-def plot_sweep(table: pd.DataFrame, *, beta_default: float, irecon_default: float, dataset: str,
-               pdf: str, png: str) -> None:
-    """Three rows of panels: metrics vs beta, metrics vs irecon, VAE vs iVAE; mean ± s.d."""
+def plot_sweep(table: pd.DataFrame, *, defaults: dict, dataset: str, pdf, png) -> list:
+    """Draw the sweep figure; return the settings drawn (rows)."""
     import matplotlib.pyplot as plt
 
     plotstyle.apply()
-    fig, axes = plt.subplots(3, len(METRICS), figsize=(plotstyle.DOUBLE_COLUMN, plotstyle.DOUBLE_COLUMN * 0.62),
-                             layout="constrained")
-    vs_beta = mean_sd(table[np.isclose(table["irecon"], irecon_default)], "beta")
-    vs_irecon = mean_sd(table[np.isclose(table["beta"], beta_default)], "irecon")
-    pair = table[np.isclose(table["beta"], beta_default)
-                 & (np.isclose(table["irecon"], 0) | np.isclose(table["irecon"], irecon_default))]
-    pair = mean_sd(pair.assign(model=np.where(np.isclose(pair["irecon"], 0), "VAE", "iVAE")), "model")
-    n_seeds = table["seed"].nunique()
-    for j, metric in enumerate(METRICS):
-        title = metric if BETTER[metric] is None else f"{metric} ({BETTER[metric]} is better)"
-        for ax, summary, xlabel in ((axes[0, j], vs_beta, f"β (irecon = {irecon_default:g})"),
-                                    (axes[1, j], vs_irecon, f"irecon (β = {beta_default:g})")):
-            if len(summary):  # values evenly spaced and labelled: sweeps are a few discrete values
-                positions = np.arange(len(summary))
-                ax.errorbar(positions, summary[metric], yerr=summary[f"{metric}_sd"], marker="o",
-                            ms=3, lw=1, capsize=2, color=plotstyle.OKABE_ITO[4])
-                ax.set_xticks(positions, [f"{v:g}" for v in summary.index], rotation=90)
-            ax.set_xlabel(xlabel)
-            ax.set_title(title)
-        ax = axes[2, j]
-        order = [m for m in ("VAE", "iVAE") if m in pair.index]
-        ax.bar(order, pair.loc[order, metric], yerr=pair.loc[order, f"{metric}_sd"], capsize=3,
-               color=[plotstyle.OKABE_ITO[0] if m == "VAE" else plotstyle.OKABE_ITO[4] for m in order])
-        ax.set_title(title)
-        for row in range(3):
-            axes[row, j].set_ylabel(metric)
-    kind = table["reference"].iloc[0]
+    points = sweep_points(table, defaults)
+    settings = [k for k in defaults if k in set(points.get("setting", []))]
+    if not settings:
+        raise ValueError(f"{dataset}: the sweep table has no swept setting ({sorted(defaults)}).")
+    metrics = [m for m in METRICS if m in table and pd.to_numeric(table[m], errors="coerce").notna().any()]
+    vae = table[table["method"] == "VAE"]
+    fig, axes = plt.subplots(len(settings), len(metrics), squeeze=False, layout="constrained",
+                             figsize=(plotstyle.DOUBLE_COLUMN, plotstyle.DOUBLE_COLUMN * 0.23 * len(settings) + 0.3))
+    for i, setting in enumerate(settings):
+        part = points[points["setting"] == setting]
+        grouped = part.groupby("value")
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            mean, sd = grouped[metric].mean(), grouped[metric].std(ddof=1).fillna(0.0)
+            positions = np.arange(len(mean))
+            if len(vae):
+                v_mean, v_sd = vae[metric].mean(), (vae[metric].std(ddof=1) if len(vae) > 1 else 0.0)
+                ax.axhspan(v_mean - v_sd, v_mean + v_sd, color=plotstyle.method_colour("VAE"), alpha=0.15, lw=0)
+                ax.axhline(v_mean, color=plotstyle.method_colour("VAE"), lw=0.8)
+            ax.errorbar(positions, mean.to_numpy(), yerr=sd.to_numpy(), marker="o", ms=2.5, lw=1, capsize=1.5,
+                        color=plotstyle.method_colour("iVAE"))
+            at_default = np.isclose(mean.index.to_numpy(), float(defaults[setting]))
+            ax.scatter(positions[at_default], mean.to_numpy()[at_default], s=30, facecolor="none",
+                       edgecolor="black", lw=0.8, zorder=3)
+            ax.set_xticks(positions, [f"{v:g}" for v in mean.index], rotation=90)
+            ax.set_xlabel(setting)
+            if i == 0:
+                ax.set_title(f"{metric}\n({BETTER[metric]})", fontsize=6)
+            ax.tick_params(length=2)
+            ax.spines[["top", "right"]].set_visible(False)
+    n_seeds = table.groupby("method")["seed"].nunique().max()
+    kind = table["reference"].dropna().iloc[0] if "reference" in table else "labels"
     against = "cell-type labels" if kind == "labels" else "Leiden clusters of the log-normalised data"
-    fig.suptitle(f"{dataset}: sweeps, mean ± s.d. over {n_seeds} seed(s); NMI/ARI/ASW/CH/DB against {against}\n"
-                 f"bottom row: VAE (irecon = 0) vs iVAE (irecon = {irecon_default:g}), both at β = {beta_default:g}")
+    fig.suptitle(f"{dataset}: one setting at a time (vermillion: iVAE, mean \u00b1 s.d. over {n_seeds} seeds; "
+                 f"circled: the dataset's value;\nblue line and band: the VAE, irecon = 0); clustering against {against}",
+                 fontsize=6.5)
     plotstyle.save(fig, pdf, png)
+    return settings
 
 
-def main_run(snakemake) -> None:
-    import anndata as ad
-
+def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    emb = ad.read_h5ad(snakemake.input.embedding)
-    reference, kind = read_reference(snakemake.input.labels, emb.obs_names)
-    w = snakemake.wildcards
-    row = run_metrics(np.asarray(emb.obsm["X_ivae"]), reference, kind, beta=float(w.beta),
-                      irecon=float(w.irecon), seed=int(w.seed))
-    log.info("%s", row.to_string(index=False))
-    with atomic_path(snakemake.output[0]) as tmp:
-        row.to_csv(tmp, sep="\t", index=False)
-
-
-def main_summary(snakemake) -> None:
-    setup_logging(snakemake.log[0])
-    table = pd.concat([pd.read_csv(p, sep="\t") for p in snakemake.input], ignore_index=True)
-    table = table.sort_values(["beta", "irecon", "seed"], ignore_index=True)
-    with atomic_path(snakemake.output.tsv) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    defaults = snakemake.params.defaults
-    plot_sweep(table, beta_default=defaults["beta"], irecon_default=defaults["irecon"], dataset=snakemake.wildcards.dataset,
-               pdf=snakemake.output.pdf, png=snakemake.output.png)
-    for by in ("beta", "irecon"):
-        log.info("by %s:\n%s", by, mean_sd(table, by).round(3).to_string())
+    table = pd.read_csv(snakemake.input.tsv, sep="\t")
+    settings = plot_sweep(table, defaults=dict(snakemake.params.defaults), dataset=snakemake.wildcards.dataset,
+                          pdf=snakemake.output.pdf, png=snakemake.output.png)
+    log.info("drew %s", ", ".join(settings))
 
 
 if "snakemake" in globals():
-    (main_summary if snakemake.rule == "sweep_summary" else main_run)(snakemake)  # noqa: F821
+    main(snakemake)  # noqa: F821

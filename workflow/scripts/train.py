@@ -20,6 +20,7 @@ from common_io import (InputError, atomic_path, log, read_counts_layer, save_che
                        software_versions)
 from losses import LOSS_TERMS, LossWeights, ivae_loss
 from model import VAE, ModelSettings
+from sizing import auto_epochs
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,6 @@ class TrainSettings:
     def n_epochs(self, n_cells: int) -> int:
         """``epochs``, or for ``auto`` scvi-tools' heuristic for ``n_cells`` training cells."""
         return auto_epochs(n_cells) if self.epochs == "auto" else int(self.epochs)
-
-
-#: ``epochs: auto`` as scvi-tools does it (``get_max_epochs_heuristic``): 400 epochs up to
-#: 20,000 cells, then fewer in proportion, so that every dataset gets about as many steps.
-AUTO_EPOCHS_CAP = 400
-AUTO_EPOCHS_DECAY_AT = 20_000
-
-
-def auto_epochs(n_cells: int) -> int:
-    """min(400, round(400 * 20,000 / n_cells)), at least 1."""
-    return max(1, min(AUTO_EPOCHS_CAP, round(AUTO_EPOCHS_CAP * AUTO_EPOCHS_DECAY_AT / max(n_cells, 1))))
 
 
 def validation_split(n_cells: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,9 +217,10 @@ def fit(
     A seeded ``settings.validation_fraction`` of the cells is held out; the rest are
     trained on. Returns ``(model, history)``: the trained model (on the CPU, eval mode)
     and a DataFrame with one row per epoch: ``epoch``, ``seconds`` (of training), each
-    loss term (mean over the epoch's batches, weighted as in the objective) and, with
-    held-out cells, the same terms on them as ``val_<term>`` (the model in eval mode;
-    the latent still sampled, as the objective is an expectation over it). Batches are
+    loss term (mean over the epoch's batches, weighted as in the objective), with
+    held-out cells the same terms on them as ``val_<term>`` (the model in eval mode;
+    the latent still sampled, as the objective is an expectation over it), and
+    ``selected``, True for the epoch whose model is returned. Batches are
     random permutations of the training cells; the last incomplete batch of an epoch is
     dropped so every step sees ``settings.batch_size`` cells. ``covariates``: integer
     codes, cells x covariates (``model_settings.n_categories`` categories each).
@@ -337,11 +328,15 @@ def fit(
             log.info("early stopping at epoch %d: no lower validation loss for %d epochs since epoch %d",
                      epoch, settings.patience, best["epoch"])
             break
+    kept = history[-1]["epoch"]
     if settings.early_stopping:
         model.load_state_dict(best["model"])
-        log.info("model of epoch %d, the lowest validation loss (%.4g)", best["epoch"], best["val_loss"])
+        kept = best["epoch"]
+        log.info("model of epoch %d, the lowest validation loss (%.4g)", kept, best["val_loss"])
     model.eval()
-    return model.cpu(), pd.DataFrame(history)
+    table = pd.DataFrame(history)
+    table["selected"] = table["epoch"] == kept  # the epoch whose model is returned
+    return model.cpu(), table
 
 
 def _rows(counts, idx: np.ndarray):
@@ -401,9 +396,11 @@ def load_training_state(path, fingerprint):
     return state
 
 
-def format_epoch(row: dict, epochs: int) -> str:
-    terms = " ".join(f"{k}={row[k]:.4g}" for k in LOSS_TERMS)
-    return f"epoch {row['epoch']}/{epochs} {row['seconds']:.3f}s {terms}"
+def format_epoch(row: dict, epochs: int | str) -> str:
+    """One log line per epoch: its number (of how many, when fixed), seconds, every term."""
+    terms = " ".join(f"{k}={row[k]:.4g}" for k in row if k not in ("epoch", "seconds"))
+    of = f"/{epochs}" if epochs != "auto" else ""
+    return f"epoch {row['epoch']}{of} {row['seconds']:.3f}s {terms}"
 
 
 def main(snakemake) -> None:

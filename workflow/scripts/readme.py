@@ -1,0 +1,165 @@
+"""README's results, written from a run's outputs: `snakemake readme`.
+
+For every dataset: the metrics summary (mean ± s.d. over training seeds) as a markdown
+table, the latent correlation against its nulls, and the main figures; then, for the
+datasets with cell-type labels, the answer to "does the interpretative module help?":
+the iVAE against each control, metric by metric, called a difference only where it
+exceeds twice its standard error over seeds.
+
+Writes results/readme/results.md and copies the figures beside it; where the working
+directory's README.md holds the markers RESULTS_BEGIN and RESULTS_END, the text between
+them is replaced and the figures are copied to docs/readme/ (so that a fresh clone's
+default run followed by `snakemake readme` reproduces README's numbers exactly).
+"""
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common_io import atomic_path, log, setup_logging
+
+RESULTS_BEGIN = "<!-- results: written by `snakemake readme`; do not edit by hand -->"
+RESULTS_END = "<!-- results: end -->"
+#: Columns of the README table: (metric, header).
+COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("CH", "CH"), ("DB", "DB"), ("ASW_kmeans", "ASW (own KMeans)"),
+           ("corr_score", "corr. score"), ("participation_ratio", "PR"), ("val_nll", "held-out NLL")]
+#: Metrics of the verdict: higher is better for all but DB and the NLL.
+VERDICT = {"ARI": 1, "NMI": 1, "ASW": 1, "val_nll": -1}
+FIGURES = ["latent_correlation", "spectrum", "metrics", "umap", "training_curves"]
+
+
+def fmt(value: float, sd: float | None = None) -> str:
+    if not np.isfinite(value):
+        return "–"
+    digits = 0 if abs(value) >= 100 else 2 if abs(value) >= 1 else 3
+    text = f"{value:,.{digits}f}"
+    return text + (f" ± {sd:,.{digits}f}" if sd is not None and np.isfinite(sd) else "")
+
+
+def metrics_markdown(summary: pd.DataFrame) -> str:
+    """The summary as a markdown table: one row per method, mean ± s.d. per metric."""
+    header = "| method | seeds | " + " | ".join(h for _, h in COLUMNS) + " |"
+    lines = [header, "|" + " --- |" * (len(COLUMNS) + 2)]
+    for row in summary.itertuples(index=False):
+        cells = [fmt(getattr(row, m), getattr(row, f"{m}_sd") if row.n_seeds > 1 else None) for m, _ in COLUMNS]
+        lines.append(f"| {row.method} | {row.n_seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def correlation_sentence(nulls: pd.DataFrame) -> str:
+    """The latent correlation before and after the module against their nulls, over seeds."""
+    parts = []
+    for panel, what, null in (("before", "z, before the module", "components permuted independently"),
+                              ("after", "ld, after the module", "an untrained module of the same shape")):
+        rows = nulls[nulls["panel"] == panel]
+        obs, null_mean = rows["observed"], rows["null_mean"]
+        text = (f"{what}: mean |off-diagonal r| {fmt(obs.mean(), obs.std(ddof=1) if len(obs) > 1 else None)} "
+                f"(null, {null}: {fmt(null_mean.mean())}, 95 % range {fmt(rows['null_low'].mean())}–"
+                f"{fmt(rows['null_high'].mean())}; observed at percentile {fmt(rows['percentile'].mean())} of it")
+        if panel == "after":
+            text += f"; best rank-i_dim projection of z: {fmt(rows['rank_i_dim'].mean())}"
+        parts.append(text + ")")
+    return "; ".join(parts) + "."
+
+
+def compare(table: pd.DataFrame, a: str, b: str, metric: str) -> tuple[float, float, str]:
+    """(difference of means a - b, its standard error over seeds, "higher"/"lower"/"no difference").
+
+    A difference counts only beyond twice its standard error (Welch's, from the seeds'
+    s.d.s); otherwise, at this number of seeds, there is none to report.
+    """
+    x = table.loc[table["method"] == a, metric].dropna().to_numpy(dtype=float)
+    y = table.loc[table["method"] == b, metric].dropna().to_numpy(dtype=float)
+    if len(x) < 2 or len(y) < 2:
+        return float("nan"), float("nan"), "not enough seeds"
+    diff = x.mean() - y.mean()
+    se = float(np.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y)))
+    if abs(diff) <= 2 * se:
+        return diff, se, "no difference"
+    return diff, se, "higher" if diff > 0 else "lower"
+
+
+def verdict_markdown(tables: dict[str, pd.DataFrame]) -> str:
+    """'Does the interpretative module help?': iVAE vs each control on each labelled dataset."""
+    lines = ["| dataset | iVAE vs | " + " | ".join(VERDICT) + " |", "|" + " --- |" * (len(VERDICT) + 2)]
+    calls = []
+    for dataset, table in tables.items():
+        for control in ("VAE", "VAE-narrow"):
+            cells = []
+            for metric, sign in VERDICT.items():
+                diff, se, call = compare(table, "iVAE", control, metric)
+                better = {1: "better", -1: "worse"}[int(np.sign(diff) * sign)] if call in ("higher", "lower") else call
+                calls.append(better)
+                cells.append(f"{fmt(diff)} ± {fmt(se)} ({better})" if np.isfinite(diff) else call)
+            lines.append(f"| {dataset} | {control} | " + " | ".join(cells) + " |")
+    counts = pd.Series(calls).value_counts()
+    summary = (f"Over {len(tables)} labelled dataset(s), 2 controls and {len(VERDICT)} measures "
+               f"({len(calls)} comparisons): the iVAE is better in {counts.get('better', 0)}, worse in "
+               f"{counts.get('worse', 0)}, and not different beyond twice the standard error over seeds in "
+               f"{counts.get('no difference', 0)}.")
+    return summary + "\n\n" + "\n".join(lines)
+
+
+def results_markdown(datasets: dict, image_dir: str) -> str:
+    """The whole results block for ``datasets``: name -> dict of the run's files."""
+    blocks, labelled = [], {}
+    for name, files in datasets.items():
+        table = pd.read_csv(files["table"], sep="\t")
+        summary = pd.read_csv(files["summary"], sep="\t")
+        nulls = pd.read_csv(files["nulls"], sep="\t")
+        reference = summary["reference"].iloc[0]
+        against = ("the dataset's own cell-type labels" if reference == "labels" else
+                   "Leiden clusters of the log-normalised genes (no labels: this reference favours the linear "
+                   "baselines, which see the same genes)")
+        if reference == "labels":
+            labelled[name] = table
+        n_seeds = int(summary.loc[summary["method"] == "iVAE", "n_seeds"].iloc[0])
+        blocks.append(f"#### {name}\n\nClustering against {against}; trained models: mean ± s.d. over {n_seeds} "
+                      f"seeds (baselines: one fit).\n\n{metrics_markdown(summary)}\n\nLatent correlation: "
+                      f"{correlation_sentence(nulls)}\n")
+        blocks.append("\n".join(f"![{name}: {figure.replace('_', ' ')}]({image_dir}/{name}_{figure}.png)"
+                                for figure in FIGURES) + "\n")
+    if labelled:
+        blocks.insert(0, "#### Does the interpretative module help?\n\nThe iVAE minus each control (difference of "
+                         "means over seeds ± its standard error; NLL: lower is better):\n\n"
+                      + verdict_markdown(labelled) + "\n")
+    return "\n".join(blocks)
+
+
+def replace_block(readme: str, block: str) -> str:
+    """README text with the part between the markers replaced by ``block``."""
+    pattern = re.compile(re.escape(RESULTS_BEGIN) + ".*?" + re.escape(RESULTS_END), flags=re.S)
+    if not pattern.search(readme):
+        raise ValueError(f"README has no results markers ({RESULTS_BEGIN} ... {RESULTS_END})")
+    return pattern.sub(lambda _: f"{RESULTS_BEGIN}\n{block}\n{RESULTS_END}", readme)
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    out = Path(snakemake.output[0])
+    datasets = {name: {key: f"results/{name}/{file}" for key, file in
+                       (("table", "metrics.tsv"), ("summary", "metrics_summary.tsv"),
+                        ("nulls", "latent_correlation.tsv"))} for name in snakemake.params.datasets}
+    readme, images = Path(snakemake.params.readme), Path(snakemake.params.images)
+    update = readme.exists() and RESULTS_BEGIN in readme.read_text()
+    targets = [out.parent] + ([images] if update else [])
+    for target in targets:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in datasets:
+            for figure in FIGURES:
+                shutil.copyfile(f"results/{name}/figures/{figure}.png", target / f"{name}_{figure}.png")
+    with atomic_path(out) as tmp:
+        tmp.write_text(results_markdown(datasets, "."))
+    if update:
+        with atomic_path(readme) as tmp:
+            tmp.write_text(replace_block(readme.read_text(), results_markdown(datasets, str(images))))
+        log.info("updated %s and %s", readme, images)
+    else:
+        log.info("wrote %s (no %s with results markers here to update)", out, readme)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
