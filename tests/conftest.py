@@ -47,6 +47,7 @@ GLOBAL = {
     "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None, "n_top_genes": 500},
     "model": {"hidden_dim": 64, "latent_dim": 8},
     "train": {"epochs": 25, "batch_size": 64},
+    "evaluation": {"seeds": [0, 1], "null_draws": 30},
 }
 
 

@@ -45,11 +45,11 @@ def test_workstation_profile_runs_one_gpu_job_at_a_time(pbmc68k_counts, tmp_path
     write_config(tmp_path, {"datasets": {"d": {"path": "data/d.h5ad"}},
                             "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None, "n_top_genes": 200},
                             "model": {"hidden_dim": 32, "latent_dim": 4}, "train": {"epochs": 2, "batch_size": 64}})
-    result = snakemake(tmp_path, "--cores", "8", "--set-threads", "train=1", "train_vae=1",
+    result = snakemake(tmp_path, "--cores", "8", "--set-threads", "train=1", "train_run=1",
                        "--workflow-profile", str(REPO / "profiles" / "default"),
-                       "results/d/model.pt", "results/d/vae/model.pt")
+                       "results/d/model.pt", "results/d/runs/VAE/seed0/model.pt")
     out = result.stdout + result.stderr
-    events = re.findall(r"^(?:local)?rule (train|train_vae):|^Finished jobid: \d+ \(Rule: (train|train_vae)\)", out,
+    events = re.findall(r"^(?:local)?rule (train|train_run):|^Finished jobid: \d+ \(Rule: (train|train_run)\)", out,
                         flags=re.M)
     sequence = [("start", a) if a else ("end", b) for a, b in events]
     assert len(sequence) == 4 and sequence[0][0] == "start" and sequence[1] == ("end", sequence[0][1]), sequence

@@ -83,18 +83,18 @@ def test_workflow_on_slurm_gpu_jobs_in_parallel(cluster, pbmc68k_counts, tmp_pat
     # As README says: the cluster profile replaces the workstation one (profiles/default).
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--workflow-profile", str(tmp_path / "profile"),
-           "results/pbmc68k/embedding.h5ad", "results/pbmc68k/vae/embedding.h5ad"]
+           "results/pbmc68k/embedding.h5ad", "results/pbmc68k/runs/VAE/seed0/embedding.h5ad"]
     run = subprocess.run(cmd, env=cluster, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "GPU jobs are limited" not in run.stdout + run.stderr
 
-    for model in ("", "vae/"):
+    for model in ("", "runs/VAE/seed0/"):
         emb = ad.read_h5ad(tmp_path / "results" / "pbmc68k" / model / "embedding.h5ad")
         assert emb.obsm["X_ivae"].shape == (emb.n_obs, 8) and emb.n_obs > 500
         assert len(pd.read_csv(tmp_path / "results" / "pbmc68k" / model / "training_log.tsv", sep="\t")) == 20
 
     jobs = sacct_jobs(cluster)
-    train, train_vae = jobs["train"], jobs["train_vae"]
+    train, train_vae = jobs["train"], jobs["train_run"]
     for job in (train, train_vae):
         assert "gres/gpu=1" in job["AllocTRES"] and job["State"] == "COMPLETED", job
     assert "gres/gpu" not in jobs["preprocess"]["AllocTRES"]

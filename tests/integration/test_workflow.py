@@ -23,13 +23,14 @@ def test_outputs_contents(run, pbmc68k_counts):
 
     ckpt = torch.load(res / "model.pt", weights_only=True)
     assert ckpt["gene_names"] == list(pre.var_names)
-    assert ckpt["model_params"] == {"n_genes": 500, "hidden_dim": 64, "latent_dim": 8, "i_dim": 2}
+    assert ckpt["model_params"] == {"n_genes": 500, "hidden_dim": 64, "latent_dim": 8, "i_dim": 2,
+                                    "n_categories": []}
     assert ckpt["train_params"]["epochs"] == 25 and ckpt["train_params"]["irecon"] == 5.0
 
     log = pd.read_csv(res / "training_log.tsv", sep="\t")
-    assert list(log.columns[:2]) == ["epoch", "seconds"] and len(log) == 25
-    assert {"loss", "recon", "irecon", "kl"} <= set(log.columns)
-    assert log["loss"].iloc[-1] < log["loss"].iloc[0]
+    assert list(log.columns[:2]) == ["epoch", "seconds"] and len(log) <= 25 and log["selected"].sum() == 1
+    assert {"loss", "recon", "irecon", "kl", "val_loss", "val_recon"} <= set(log.columns)
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0] and log["val_recon"].iloc[-1] < log["val_recon"].iloc[0]
 
     emb = ad.read_h5ad(res / "embedding.h5ad")
     assert list(emb.obs_names) == list(pre.obs_names) and "bulk_labels" in emb.obs
@@ -64,19 +65,50 @@ def test_figures_are_real(run):
 
 
 def test_metrics_table(run):
+    """One row per model and seed (the iVAE and its controls over 2 seeds), then the baselines;
+    and their summary over seeds."""
+    from metrics import METRIC_COLUMNS
+
     workdir, _ = run
-    labelled = pd.read_csv(workdir / "results" / "pbmc68k" / "metrics.tsv", sep="\t")
-    assert list(labelled.columns) == ["method", "NMI", "ARI", "ASW", "CH", "DB", "corr_score", "reference"]
-    assert list(labelled["method"]) == ["iVAE", "VAE", "PCA", "ICA", "NMF", "FA"]
+    res = workdir / "results" / "pbmc68k"
+    labelled = pd.read_csv(res / "metrics.tsv", sep="\t")
+    assert list(labelled.columns) == METRIC_COLUMNS
+    assert list(zip(labelled["method"], labelled["seed"])) == [
+        ("iVAE", 0), ("iVAE", 1), ("VAE", 0), ("VAE", 1), ("VAE-narrow", 0), ("VAE-narrow", 1),
+        ("PCA", 0), ("ICA", 0), ("NMF", 0), ("FA", 0)]
     assert set(labelled["reference"]) == {"labels"}
-    values = labelled[["NMI", "ARI", "ASW", "CH", "DB", "corr_score"]].to_numpy()
-    assert np.isfinite(values).all()
+    values = labelled[["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "corr_score", "participation_ratio"]]
+    assert np.isfinite(values.to_numpy()).all()
     assert ((labelled["NMI"] > 0) & (labelled["NMI"] <= 1)).all()
     assert (labelled["corr_score"] >= 0).all() and (labelled["corr_score"] <= 7).all()  # latent_dim - 1
+    trained = labelled[labelled["method"].isin(["iVAE", "VAE", "VAE-narrow"])]
+    assert np.isfinite(trained["val_nll"]).all() and labelled["val_nll_module"].notna().sum() == 2  # iVAE only
+    narrow = labelled[labelled["method"] == "VAE-narrow"]
+    assert (narrow["participation_ratio"] <= 2.0 + 1e-9).all()  # its latent has i_dim = 2 components
+    summary = pd.read_csv(res / "metrics_summary.tsv", sep="\t").set_index("method")
+    ivae = labelled[labelled["method"] == "iVAE"]["ARI"]
+    assert summary.loc["iVAE", "ARI"] == pytest.approx(ivae.mean()) and summary.loc["iVAE", "n_seeds"] == 2
+    assert summary.loc["iVAE", "ARI_sd"] == pytest.approx(ivae.std(ddof=1))
     unlabelled = pd.read_csv(workdir / "results" / "small10x" / "metrics.tsv", sep="\t")
     assert set(unlabelled["reference"]) == {"clusters"}
-    vae = pd.read_csv(workdir / "results" / "pbmc68k" / "vae" / "training_log.tsv", sep="\t")
-    assert (vae["irecon"] == 0).all() and len(vae) == 25
+    vae = pd.read_csv(res / "runs" / "VAE" / "seed0" / "training_log.tsv", sep="\t")
+    assert (vae["irecon"] == 0).all() and len(vae) <= 25
+    # the seeds vary the models, not the reference or the evaluation: one cell_labels for all
+    assert not (res / "runs" / "iVAE" / "seed0").exists()  # train.seed 0: the main model, not trained twice
+
+
+def test_correlation_nulls_and_spectrum(run):
+    workdir, _ = run
+    res = workdir / "results" / "pbmc68k"
+    nulls = pd.read_csv(res / "latent_correlation.tsv", sep="\t")
+    assert list(zip(nulls["seed"], nulls["panel"])) == [(0, "before"), (0, "after"), (1, "before"), (1, "after")]
+    assert (nulls["n_draws"] == 30).all() and nulls["percentile"].between(0, 100).all()
+    before = nulls[nulls["panel"] == "before"]
+    assert (before["observed"] > before["null_high"]).all()  # z's components are correlated beyond chance
+    draws = pd.read_csv(res / "latent_correlation_null.tsv", sep="\t")
+    assert len(draws) == 4 * 30
+    for figure in ("spectrum", "latent_correlation", "metrics", "training_curves", "umap"):
+        assert (res / "figures" / f"{figure}.png").stat().st_size > 50_000, figure
 
 
 def test_software_versions(run):
@@ -102,7 +134,7 @@ def test_per_dataset_overrides_and_10x_input(run):
 def test_logs_and_benchmarks_per_rule(run):
     workdir, _ = run
     train_log = (workdir / "logs" / "train" / "pbmc68k.log").read_text()
-    assert "on cpu" in train_log and "epoch 25/25" in train_log
+    assert "on cpu" in train_log and "epoch 1/25" in train_log
     for rule in ("preprocess", "train", "embed"):
         bench = pd.read_csv(workdir / "benchmarks" / rule / "pbmc68k.tsv", sep="\t")
         assert bench["s"].iloc[0] > 0
@@ -142,51 +174,40 @@ def test_default_dataset_is_fetched_and_verified(tmp_path):
 
 
 def test_sweep(run):
-    """`snakemake sweep`: one job per (beta, irecon, seed), a summary table and figure."""
+    """`snakemake sweep`: one job per swept value and seed, a table and a figure."""
     from matplotlib.image import imread
 
     workdir, _ = run
     original = (workdir / "config.yaml").read_text()
     cfg = yaml.safe_load(original)
     cfg["datasets"] = {"pbmc68k": cfg["datasets"]["pbmc68k"]}
-    cfg["train"] = {**cfg["train"], "epochs": 5}
-    cfg["sweep"] = {"beta": [1.0, 0.1], "irecon": [5.0], "seeds": [0, 1]}
+    cfg["sweep"] = {"train": {"irecon": [1.0, 5.0]}, "model": {"i_dim": [3]}}
     write_config(workdir, cfg)
     try:
         snakemake(workdir, "sweep")
     finally:
         (workdir / "config.yaml").write_text(original)
-    summary = pd.read_csv(workdir / "results" / "pbmc68k" / "sweep" / "summary.tsv", sep="\t")
-    runs = set(zip(summary["beta"], summary["irecon"], summary["seed"]))
-    assert runs == {(1.0, 5.0, 0), (1.0, 5.0, 1), (0.1, 5.0, 0), (0.1, 5.0, 1), (1.0, 0.0, 0), (1.0, 0.0, 1)}
-    assert np.isfinite(summary[["NMI", "ARI", "ASW", "CH", "DB", "corr_score"]].to_numpy()).all()
-    assert set(summary["reference"]) == {"labels"}
-    vae_log = pd.read_csv(workdir / "results" / "pbmc68k" / "sweep" / "beta1_irecon0_seed1" / "training_log.tsv",
-                          sep="\t")
-    assert len(vae_log) == 5 and (vae_log["irecon"] == 0).all()
+    table = pd.read_csv(workdir / "results" / "pbmc68k" / "sweep" / "metrics.tsv", sep="\t")
+    runs = set(zip(table["method"], table["seed"]))  # irecon 5 is the dataset's own: the iVAE itself
+    assert runs == {(m, s) for m in ("iVAE", "VAE", "irecon=1", "i_dim=3") for s in (0, 1)}
+    assert np.isfinite(table[["NMI", "ARI", "ASW", "corr_score"]].to_numpy()).all()
+    emb = ad.read_h5ad(workdir / "results" / "pbmc68k" / "runs" / "i_dim=3" / "seed1" / "embedding.h5ad")
+    assert emb.obsm["X_ivae_interp"].shape[1] == 3
     img = imread(workdir / "results" / "pbmc68k" / "figures" / "sweep.png")
     assert img.shape[1] > 1500 and img[..., :3].std() > 0.1
 
 
-def test_names_of_any_form_survive_every_file(run):
-    """Cells and genes named like numbers, with spaces, non-ASCII or twice: every file keeps them."""
-    from common_io import read_cell_table
-    from conftest import ODD_CELL_NAMES
+def test_readme_target_writes_the_runs_numbers(run):
+    """`snakemake readme` writes the tables from metrics_summary.tsv into README's marked block."""
+    from readme import RESULTS_BEGIN, RESULTS_END, fmt
 
     workdir, _ = run
-    res = workdir / "results" / "pbmc68k"
-    pre = ad.read_h5ad(res / "preprocessed.h5ad")
-    kept = [name for name in ["0001", "3348", "3348-1", " spaced cell ", "Zelle-ä", "NA", "1e5", "12"]
-            if name in pre.obs_names]
-    assert len(kept) >= len(ODD_CELL_NAMES) - 2  # QC may drop a cell or two, not the names
-    assert {"0002", "1", "Gén-ä", "Gén-ä-1"} <= set(pre.raw.var_names)
-    labels = read_cell_table(res / "cell_labels.tsv")
-    assert list(labels.index) == list(pre.obs_names)
-    assert list(ad.read_h5ad(res / "embedding.h5ad").obs_names) == list(pre.obs_names)
-    assert ckpt_genes(res / "model.pt") == list(pre.var_names)
-    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
-    assert np.isfinite(metrics["ARI"]).all()
-
-
-def ckpt_genes(path):
-    return torch.load(path, weights_only=True)["gene_names"]
+    (workdir / "README.md").write_text(f"# Title\n\n{RESULTS_BEGIN}\nstale\n{RESULTS_END}\n\nAfter.\n")
+    snakemake(workdir, "readme")
+    text = (workdir / "README.md").read_text()
+    assert "stale" not in text and text.endswith("After.\n") and "Does the interpretative module help?" in text
+    summary = pd.read_csv(workdir / "results" / "pbmc68k" / "metrics_summary.tsv", sep="\t").set_index("method")
+    ivae = summary.loc["iVAE"]
+    assert f"| iVAE | 2 | {fmt(ivae['ARI'], ivae['ARI_sd'])} |" in text
+    assert (workdir / "docs" / "readme" / "pbmc68k_latent_correlation.png").exists()
+    assert (workdir / "results" / "readme" / "results.md").read_text().count("| iVAE |") == 2  # both datasets

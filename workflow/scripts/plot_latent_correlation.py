@@ -41,28 +41,34 @@ def _matrix(ax, corr, title, name, cmap):
 
 
 def _nulls(ax, summary: pd.DataFrame, draws: pd.DataFrame):
-    """Each panel's null draws (grey points, their 95 % range a bar), the observed value
-    (coloured diamond; every seed as a small one) and, after, the rank-i_dim reference."""
+    """Each panel's null draws (grey points on a band over their 2.5-97.5 % range), the
+    observed value (diamond) and, after the module, the best rank-i_dim projection of z."""
+    from matplotlib.lines import Line2D
+
     rng = np.random.default_rng(0)
     for y, (panel, colour) in enumerate(zip(PANELS, plotstyle.BEFORE_AFTER)):
         values = draws.loc[draws["panel"] == panel, "value"].to_numpy()
         row = summary[summary["panel"] == panel].iloc[0]
-        ax.scatter(values, y + rng.uniform(-0.18, 0.18, len(values)), s=2, color="0.7", lw=0, rasterized=True)
-        ax.plot([row["null_low"], row["null_high"]], [y - 0.27] * 2, color="0.35", lw=2, solid_capstyle="butt")
-        ax.scatter([row["observed"]], [y], marker="D", s=28, color=colour, edgecolor="black", lw=0.5, zorder=3)
+        ax.plot([row["null_low"], row["null_high"]], [y, y], color="0.8", lw=9, solid_capstyle="butt", zorder=1)
+        ax.scatter(values, y + rng.uniform(-0.1, 0.1, len(values)), s=2, color="0.45", lw=0, zorder=2,
+                   rasterized=True)
         if np.isfinite(row.get("rank_i_dim", np.nan)):
-            ax.plot([row["rank_i_dim"]] * 2, [y - 0.3, y + 0.3], color="black", lw=1.0)
-        ax.annotate(f"observed {row['observed']:.2f}; null {row['null_mean']:.2f} "
-                    f"[{row['null_low']:.2f}\u2013{row['null_high']:.2f}], percentile {row['percentile']:.0f}",
-                    (0.0, y + 0.33), fontsize=5, va="bottom")
-    ax.set_yticks(range(len(PANELS)), [f"{PANELS[p][0]}\n({'permuted' if p == 'before' else 'untrained module'})"
+            ax.plot([row["rank_i_dim"]] * 2, [y - 0.22, y + 0.22], color="black", lw=1.2, zorder=3)
+        ax.scatter([row["observed"]], [y], marker="D", s=30, color=colour, edgecolor="black", lw=0.5, zorder=4)
+        ax.annotate(f"observed {row['observed']:.2f}, null {row['null_mean']:.2f} "
+                    f"[{row['null_low']:.2f}\u2013{row['null_high']:.2f}]: percentile {row['percentile']:.0f}",
+                    (0.01, y + 0.3), xycoords=("axes fraction", "data"), fontsize=5, va="top")
+    ax.set_yticks(range(len(PANELS)), [f"{PANELS[p][0]}\n(null: {'permuted' if p == 'before' else 'untrained'})"
                                        for p in PANELS])
-    ax.set_ylim(-0.5, len(PANELS) - 0.25)
+    ax.set_ylim(len(PANELS) - 0.45, -0.45)
     ax.set_xlim(0, 1)
-    ax.invert_yaxis()
     ax.set_xlabel("Mean |off-diagonal r|")
-    ax.set_title(f"Observed (\u25c6) vs null (grey: {int(summary['n_draws'].iloc[0])} draws,\n"
-                 f"bar: 95 %); | best rank-i_dim projection of z", fontsize=6)
+    ax.set_title("Observed vs what chance (z) and the\nmodule's architecture (ld) give")
+    handles = [Line2D([], [], ls="", marker="D", ms=4, mfc="white", mec="black", label="observed"),
+               Line2D([], [], ls="", marker="o", ms=2, color="0.45", label=f"null ({int(summary['n_draws'].iloc[0])} draws)"),
+               Line2D([], [], color="0.8", lw=5, label="null 95 % range"),
+               Line2D([], [], color="black", lw=1.2, label="best rank-i_dim\nprojection of z")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, frameon=False, fontsize=5)
     ax.spines[["top", "right"]].set_visible(False)
     ax.tick_params(length=2)
 

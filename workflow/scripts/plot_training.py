@@ -47,8 +47,8 @@ def plot_training_curves(logs: dict, *, dataset: str, pdf, png, irecon: dict | N
         kept = _kept_epoch(frame)
         if kept is not None:
             ax.axvline(kept, color="0.4", lw=0.6, ls=":")
-            ax.annotate(f"kept: epoch {kept}", (kept, 1.0), xycoords=("data", "axes fraction"), fontsize=5,
-                        ha="right", va="top", rotation=90, xytext=(-1.5, -2), textcoords="offset points")
+            ax.annotate(f"kept: epoch {kept}", (kept, 0.0), xycoords=("data", "axes fraction"), fontsize=5,
+                        ha="right", va="bottom", rotation=90, xytext=(-1.5, 2), textcoords="offset points")
         values = frame[[c for c in ("loss", "val_loss") if c in frame]].to_numpy(dtype=float)
         low, high = np.nanpercentile(values, [0, 95])
         ax.set_ylim(low - 0.05 * (high - low), high + 0.1 * (high - low))  # the first epochs' losses run off
