@@ -16,6 +16,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/sweep.smk"
+include: "workflow/rules/mapping.smk"
 
 
 onstart:

@@ -92,3 +92,15 @@ def test_snakefmt_is_clean():
     result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_per_dataset_evaluation_seeds_and_methods_in_the_plan(tmp_path, counts_file):
+    """Every model x seed is one training job; the iVAE at train.seed is the main model, not
+    trained twice; a dataset can have fewer seeds than the global setting."""
+    write_config(tmp_path, {"datasets": {"a": {"path": counts_file},
+                                         "b": {"path": counts_file, "evaluation": {"seeds": [0]}}}})
+    out = snakemake(tmp_path, "--dry-run").stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], flags=re.M))
+    assert counts["train"] == "2"  # the two main iVAEs
+    assert counts["train_run"] == str((3 * 3 - 1) + (3 * 1 - 1))  # iVAE/VAE/VAE-narrow x seeds, less the mains
+    assert counts["run_metrics"] == counts["train_run"] and counts["baselines"] == "2"

@@ -211,3 +211,60 @@ def test_readme_target_writes_the_runs_numbers(run):
     assert f"| iVAE | 2 | {fmt(ivae['ARI'], ivae['ARI_sd'])} |" in text
     assert (workdir / "docs" / "readme" / "pbmc68k_latent_correlation.png").exists()
     assert (workdir / "results" / "readme" / "results.md").read_text().count("| iVAE |") == 2  # both datasets
+
+
+def test_one_anndata_for_scverse_users(run):
+    """adata.h5ad: log-normalised X, counts, every embedding, the kNN graph and UMAP, labels, parameters."""
+    import scanpy as sc
+
+    workdir, _ = run
+    res = workdir / "results" / "pbmc68k"
+    adata = ad.read_h5ad(res / "adata.h5ad")
+    pre = ad.read_h5ad(res / "preprocessed.h5ad")
+    assert list(adata.obs_names) == list(pre.obs_names) and list(adata.var_names) == list(pre.var_names)
+    np.testing.assert_array_equal(adata.layers["counts"].toarray(), pre.layers["counts"].toarray())
+    np.testing.assert_allclose(adata.X.toarray(), pre.X.toarray())
+    emb = ad.read_h5ad(res / "embedding.h5ad")
+    for key in ("X_ivae", "X_ivae_interp", "X_ivae_ld"):
+        np.testing.assert_array_equal(adata.obsm[key], emb.obsm[key])
+    assert adata.obsm["X_umap"].shape == (adata.n_obs, 2) and "connectivities" in adata.obsp
+    assert adata.uns["neighbors"]["params"]["use_rep"] == "X_ivae"
+    assert {"cluster", "label", "label_source"} <= set(adata.obs) and adata.uns["ivae"]["train_params"]["irecon"] == 5.0
+    sc.tl.leiden(adata, flavor="igraph", n_iterations=2)  # continue in scanpy as README shows
+    assert adata.obs["leiden"].nunique() > 1
+
+
+def test_component_genes_table(run):
+    workdir, _ = run
+    res = workdir / "results" / "pbmc68k"
+    table = pd.read_csv(res / "component_genes.tsv", sep="\t", dtype={"gene": str}, keep_default_na=False)
+    assert set(table["space"]) == {"latent", "interpretative"}
+    assert table.groupby("space")["component"].nunique().to_dict() == {"latent": 8, "interpretative": 2}
+    assert (table.groupby(["space", "component"]).size() == 500).all()  # every modelled gene
+    assert np.isfinite(table["log2fc"]).all() and table["correlation"].abs().max() <= 1
+    assert (res / "figures" / "component_genes.png").stat().st_size > 50_000
+
+
+def test_map_a_query_onto_a_trained_reference(run, pbmc68k_counts):
+    """`snakemake map`: the 10x cells (the first 400 of pbmc68k, other gene IDs) onto the
+    pbmc68k model: labels transferred agree with the cells' own, on the reference's UMAP."""
+    from conftest import ODD_CELL_NAMES
+
+    workdir, _ = run
+    snakemake(workdir, "map")
+    out = workdir / "results" / "small10x" / "mapped_to" / "pbmc68k"
+    mapped = ad.read_h5ad(out / "embedding.h5ad")
+    overlap = pd.read_csv(out / "overlap.tsv", sep="\t")
+    assert overlap.loc[0, "matched_by"] == "name" and overlap.loc[0, "overlap"] > 0.95  # pbmc68k has no IDs
+    assert mapped.obsm["X_ivae"].shape == (mapped.n_obs, 8) and np.isfinite(mapped.obsm["X_umap"]).all()
+    assert mapped.obs["label_confidence"].between(0, 1).all()
+    # the query's cells are pbmc68k's first 400 (under other names): compare with their labels
+    reference = ad.read_h5ad(workdir / "results" / "pbmc68k" / "adata.h5ad")
+    truth = reference.obs["label"].astype(str)
+    as_reference = {name: f"{i:04d}" for i, name in enumerate(pbmc68k_counts.obs_names[:400])
+                    if i >= len(ODD_CELL_NAMES)}  # the run renamed pbmc68k's cells by position
+    pairs = [(q, r) for q, r in as_reference.items() if q in mapped.obs_names and r in truth.index]
+    predicted = mapped.obs.loc[[q for q, _ in pairs], "predicted_label"].astype(str).to_numpy()
+    agreement = (predicted == truth.loc[[r for _, r in pairs]].to_numpy()).mean()
+    assert len(pairs) > 100 and agreement > 0.6
+    assert (workdir / "results" / "small10x" / "figures" / "mapped_to_pbmc68k.png").stat().st_size > 50_000

@@ -308,7 +308,8 @@ def _labels(tmp_path, data, label_key):
 
 def _snake(tmp_path, name, step, **inputs):
     return SimpleNamespace(input=SimpleNamespace(**inputs), output=[str(tmp_path / f"{name}.tsv")],
-                           params=SimpleNamespace(step=step, method="iVAE", seed=3, eval_seed=0, n_components=6),
+                           params=SimpleNamespace(step=step, method="iVAE", seed=3, eval_seed=0, n_components=6,
+                                                  batch_key=None),
                            log=[str(tmp_path / f"{name}.log")], threads=1)
 
 
@@ -381,3 +382,39 @@ def test_read_reference_keeps_numeric_cell_names(tmp_path):
     write_cell_table(table, tmp_path / "labels.tsv")
     labels, kind = read_reference(tmp_path / "labels.tsv", pd.Index(["0001", "3348", "12", "007"]))
     assert kind == "labels" and list(labels) == ["1", "2", "1", "2"]
+
+
+# --- batch mixing ----------------------------------------------------------------------------
+
+def test_batch_mixing_separated_vs_mixed_batches():
+    """Two cell types x two batches: batches on top of each other score ~1, batches pushed
+    apart score low, on each of the three scores; cell types stay apart in both."""
+    from metrics import batch_mixing
+
+    rng = np.random.default_rng(0)
+    cell_type = np.repeat(["T", "B"], 200)
+    batch = np.tile(np.repeat(["s1", "s2"], 100), 2)
+    centres = np.where(cell_type[:, None] == "T", [0.0, 0.0], [20.0, 0.0])
+    mixed = centres + rng.normal(size=(400, 2))
+    apart = mixed + np.where(batch[:, None] == "s1", [0.0, 0.0], [0.0, 30.0])
+    good, bad = batch_mixing(mixed, batch, cell_type), batch_mixing(apart, batch, cell_type)
+    assert good["batch_ASW"] > 0.9 > 0.3 > bad["batch_ASW"]
+    assert good["graph_connectivity"] == 1.0 and bad["graph_connectivity"] == pytest.approx(0.5)
+    assert good["batch_entropy"] > 0.9 and bad["batch_entropy"] < 0.05
+    with pytest.raises(ValueError, match="2 batches"):
+        batch_mixing(mixed, np.full(400, "s1"), cell_type)
+
+
+def test_batch_asw_is_scibs_definition():
+    """1 - |silhouette of the batch labels|, computed within each cell type, averaged over types."""
+    from sklearn.metrics import silhouette_samples
+
+    from metrics import batch_mixing
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 3))
+    cell_type = np.repeat(["a", "b"], 60)
+    batch = rng.choice(["x", "y", "z"], 120)
+    expected = np.mean([np.mean(1 - np.abs(silhouette_samples(x[cell_type == t], batch[cell_type == t])))
+                        for t in ("a", "b")])
+    assert batch_mixing(x, batch, cell_type)["batch_ASW"] == pytest.approx(expected)

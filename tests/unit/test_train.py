@@ -247,3 +247,36 @@ def test_resume_with_early_stopping_state(counts, tmp_path):
     np.testing.assert_array_equal(pd_equal, whole_history[[*LOSS_TERMS, *VAL_TERMS]].to_numpy())
     for k, v in whole.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+# --- architecture surgery: new covariate categories ---------------------------------------
+
+def test_surgery_adds_zero_columns_and_trains_only_them(counts):
+    from model import VAE
+    from train import covariate_surgery
+
+    torch.manual_seed(0)
+    reference = VAE(200, 32, 6, 2, n_categories=(2,)).eval()
+    grown, trainable = covariate_surgery(reference, [["a", "b"]], [["a", "b", "c"]])
+    assert grown.n_categories == (3,) and set(trainable) == {"encoder.nn.0.weight", "decoder.nn.0.weight",
+                                                             "decoder.nn.2.weight"}
+    # the old categories embed exactly as before; the new column starts at zero
+    x = torch.as_tensor(counts[:50].toarray(), dtype=torch.float32)
+    old = reference.embed(x, torch.zeros(50, 1, dtype=torch.long))
+    new = grown.eval().embed(x, torch.zeros(50, 1, dtype=torch.long))
+    for a, b in zip(old, new):
+        torch.testing.assert_close(a, b)
+    assert (grown.state_dict()["encoder.nn.0.weight"][:, -1] == 0).all()
+    before = {k: v.clone() for k, v in grown.state_dict().items()}
+    settings = replace(TRAIN, epochs=3)
+    tuned, _ = fit(counts, model_settings(200, hidden_dim=32, latent_dim=6, i_dim=2, n_categories=(3,)), settings,
+                   covariates=np.full(counts.shape[0], 2), initial=grown, trainable=trainable)
+    after = tuned.state_dict()
+    for name, value in before.items():
+        if name in trainable:
+            changed = after[name] != value
+            assert changed.any() and not (changed & ~trainable[name]).any(), name  # only the new columns
+        else:
+            assert torch.equal(after[name], value), name
+    with pytest.raises(ValueError, match="extend"):
+        covariate_surgery(reference, [["a", "b"]], [["b", "c"]])

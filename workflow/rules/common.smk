@@ -1,6 +1,7 @@
 import copy
 import re
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 import yaml
@@ -18,7 +19,7 @@ import sizing
 
 # Per-dataset overrides exactly as the user wrote them: validation below fills schema
 # defaults into every section, overrides included, so the merge must use these copies.
-_SECTIONS = ("preprocess", "model", "train", "annotation")
+_SECTIONS = ("preprocess", "model", "train", "annotation", "evaluation")
 _OVERRIDES = {
     name: {s: copy.deepcopy(entry.get(s) or {}) for s in _SECTIONS}
     for name, entry in (config.get("datasets") or {}).items()
@@ -34,10 +35,11 @@ SCHEMA = yaml.safe_load((SCRIPTS.parent / "schemas" / "config.schema.yaml").read
 COMPARE = (
     _COMPARE if _COMPARE is not None else SCHEMA["properties"]["compare"]["default"]
 )
-SEEDS = config["evaluation"]["seeds"]
 #: The models of every run: the iVAE and its controls, a plain VAE (irecon = 0) and a
 #: VAE whose latent is as narrow as the interpretative bottleneck.
 DEFAULT_METHODS = ["iVAE", "VAE", "VAE-narrow"]
+#: The iVAE without the dataset's covariates: the control that shows what conditioning does.
+NO_COVARIATE = "iVAE-no-covariates"
 
 DATASETS = list(config["datasets"])
 BUILTIN_SOURCES = sorted(
@@ -90,7 +92,7 @@ def dataset_entry(key):
 def final_outputs():
     return expand(
         [
-            "results/{dataset}/embedding.h5ad",
+            "results/{dataset}/adata.h5ad",
             "results/{dataset}/figures/latent_correlation.pdf",
             "results/{dataset}/figures/latent_correlation.png",
             "results/{dataset}/metrics.tsv",
@@ -100,6 +102,7 @@ def final_outputs():
             "results/{dataset}/figures/interpretative_embedding.png",
             "results/{dataset}/figures/training_curves.png",
             "results/{dataset}/figures/qc.png",
+            "results/{dataset}/figures/component_genes.png",
             "results/{dataset}/software_versions.tsv",
         ],
         dataset=DATASETS,
@@ -115,7 +118,7 @@ SWEPT = re.compile(r"^(?P<key>[a-z_]+)=(?P<value>[0-9.e+-]+)$")
 def method_overrides(dataset, method):
     """(model, train) values of `method` that differ from the dataset's settings."""
     model = dataset_params(dataset, "model")
-    if method == "iVAE":
+    if method in ("iVAE", NO_COVARIATE):  # the latter differs in its covariates only
         return {}, {}
     if method == "VAE":
         return {}, {"irecon": 0.0}
@@ -144,9 +147,18 @@ def run_dir(dataset, method, seed):
     return f"results/{dataset}/runs/{method}/seed{seed}"
 
 
+def dataset_seeds(dataset):
+    """The dataset's evaluation seeds: every model is trained once per seed."""
+    return dataset_params(dataset, "evaluation")["seeds"]
+
+
 def run_files(dataset, methods, name):
     """`name` (e.g. run_metrics.tsv) of every method x evaluation seed of a dataset."""
-    return [f"{run_dir(dataset, m, s)}/{name}" for m in methods for s in SEEDS]
+    return [
+        f"{run_dir(dataset, m, s)}/{name}"
+        for m in methods
+        for s in dataset_seeds(dataset)
+    ]
 
 
 def run_model_params(wildcards):
@@ -170,7 +182,11 @@ def sweep_methods(dataset):
 
 
 def eval_seed(wildcards):
-    return config["evaluation"]["seed"]
+    return dataset_params(wildcards.dataset, "evaluation")["seed"]
+
+
+def null_draws(wildcards):
+    return dataset_params(wildcards.dataset, "evaluation")["null_draws"]
 
 
 def primary_seed(wildcards):
@@ -226,14 +242,17 @@ def latent_dim_param(wildcards):
 
 def default_run_metrics(wildcards):
     return [
-        *run_files(wildcards.dataset, DEFAULT_METHODS, "run_metrics.tsv"),
+        *run_files(
+            wildcards.dataset, default_methods(wildcards.dataset), "run_metrics.tsv"
+        ),
         f"results/{wildcards.dataset}/baselines.tsv",
     ]
 
 
 def compare_run_metrics(wildcards):
+    methods = [*default_methods(wildcards.dataset), *COMPARE]
     return [
-        *run_files(wildcards.dataset, [*DEFAULT_METHODS, *COMPARE], "run_metrics.tsv"),
+        *run_files(wildcards.dataset, methods, "run_metrics.tsv"),
         f"results/{wildcards.dataset}/baselines.tsv",
     ]
 
@@ -245,7 +264,9 @@ def sweep_run_metrics(wildcards):
 
 def null_seeds(wildcards):
     """The iVAE seeds whose latent correlation is tested: every evaluation seed and train.seed."""
-    return list(dict.fromkeys([*SEEDS, primary_seed(wildcards)]))
+    return list(
+        dict.fromkeys([*dataset_seeds(wildcards.dataset), primary_seed(wildcards)])
+    )
 
 
 def ivae_embeddings(wildcards):
@@ -256,11 +277,14 @@ def ivae_embeddings(wildcards):
 
 
 def default_embeddings(wildcards):
-    return run_files(wildcards.dataset, DEFAULT_METHODS, "embedding.h5ad")
+    return run_files(
+        wildcards.dataset, default_methods(wildcards.dataset), "embedding.h5ad"
+    )
 
 
 def compare_embeddings(wildcards):
-    return run_files(wildcards.dataset, [*DEFAULT_METHODS, *COMPARE], "embedding.h5ad")
+    methods = [*default_methods(wildcards.dataset), *COMPARE]
+    return run_files(wildcards.dataset, methods, "embedding.h5ad")
 
 
 def main_seed_file(method, name):
@@ -301,3 +325,55 @@ README_FIGURES = [
     "umap",
     "training_curves",
 ]
+
+
+def covariate_keys(wildcards):
+    """The obs columns a dataset's models are conditioned on: batch_key, then covariate_keys."""
+    entry = config["datasets"][wildcards.dataset]
+    keys = [entry["batch_key"]] if entry["batch_key"] else []
+    return keys + [k for k in entry["covariate_keys"] if k not in keys]
+
+
+def run_covariates(wildcards):
+    """A trained model's covariates: the dataset's, except for the control without them."""
+    return [] if wildcards.method == NO_COVARIATE else covariate_keys(wildcards)
+
+
+def has_covariates(dataset):
+    entry = config["datasets"][dataset]
+    return bool(entry["batch_key"] or entry["covariate_keys"])
+
+
+def default_methods(dataset):
+    """The models of the default run: the iVAE, its controls, and with covariates the
+    iVAE without them (to show what conditioning does)."""
+    return DEFAULT_METHODS + ([NO_COVARIATE] if has_covariates(dataset) else [])
+
+
+def no_covariate_embedding(wildcards):
+    """The embedding of the iVAE without covariates (the main seed), where the dataset has any."""
+    if not has_covariates(wildcards.dataset):
+        return []
+    return main_seed_file(NO_COVARIATE, "embedding.h5ad")(wildcards)
+
+
+wildcard_constraints:
+    query="|".join(map(re.escape, DATASETS)),
+    reference="|".join(map(re.escape, DATASETS)),
+
+
+def query_counts_input(wildcards):
+    return counts_input(Namespace(dataset=wildcards.query))
+
+
+def query_entry(key):
+    """Input function for one key of the query dataset's entry."""
+
+    def get(wildcards):
+        return config["datasets"][wildcards.query][key]
+
+    return get
+
+
+def query_preprocess_params(wildcards):
+    return dataset_params(wildcards.query, "preprocess")

@@ -34,9 +34,9 @@ rule plot_latent_correlation:
 rule plot_embeddings:
     """The interpretative embedding, and UMAPs of the iVAE's and the VAE's latents."""
     input:
-        embedding="results/{dataset}/embedding.h5ad",
+        adata="results/{dataset}/adata.h5ad",
         vae=main_seed_file("VAE", "embedding.h5ad"),
-        labels="results/{dataset}/cell_labels.tsv",
+        no_covariates=no_covariate_embedding,
     output:
         interp_pdf="results/{dataset}/figures/interpretative_embedding.pdf",
         interp_png=report(
@@ -60,10 +60,11 @@ rule plot_embeddings:
         "../../envs/scanpy.yaml"
     threads: 2
     resources:
-        mem_mb=job_mem_mb("figures", "embedding"),
-        runtime=job_runtime("figures", "embedding"),
+        mem_mb=job_mem_mb("figures", "vae"),
+        runtime=job_runtime("figures", "vae"),
     params:
         seed=eval_seed,
+        batch_key=dataset_entry("batch_key"),
     script:
         "../scripts/plot_embeddings.py"
 
@@ -169,3 +170,74 @@ use rule plot_spectrum as plot_compare_spectrum with:
         ),
     log:
         "logs/plot_compare_spectrum/{dataset}.log",
+
+
+rule anndata:
+    """One AnnData for scverse users: data, embeddings, kNN graph, UMAP, labels, parameters."""
+    input:
+        data="results/{dataset}/preprocessed.h5ad",
+        embedding="results/{dataset}/embedding.h5ad",
+        labels="results/{dataset}/cell_labels.tsv",
+    output:
+        "results/{dataset}/adata.h5ad",
+    log:
+        "logs/anndata/{dataset}.log",
+    benchmark:
+        "benchmarks/anndata/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 2
+    resources:
+        mem_mb=job_mem_mb("cell_labels", "data"),
+        runtime=job_runtime("figures", "data"),
+    params:
+        seed=eval_seed,
+    script:
+        "../scripts/make_anndata.py"
+
+
+rule component_genes:
+    """The genes that follow each component, and those the decoder moves with it."""
+    input:
+        data="results/{dataset}/preprocessed.h5ad",
+        embedding="results/{dataset}/embedding.h5ad",
+        model="results/{dataset}/model.pt",
+    output:
+        report(
+            "results/{dataset}/component_genes.tsv",
+            caption="../report/component_genes.rst",
+            category="Interpretation",
+            labels={"dataset": "{dataset}", "table": "component genes"},
+        ),
+    log:
+        "logs/component_genes/{dataset}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb("embed", "data"),
+    script:
+        "../scripts/component_genes.py"
+
+
+rule plot_component_genes:
+    """Heatmaps of each component's top genes."""
+    input:
+        "results/{dataset}/component_genes.tsv",
+    output:
+        pdf="results/{dataset}/figures/component_genes.pdf",
+        png=report(
+            "results/{dataset}/figures/component_genes.png",
+            caption="../report/component_genes.rst",
+            category="Interpretation",
+            labels={"dataset": "{dataset}", "figure": "component genes"},
+        ),
+    log:
+        "logs/plot_component_genes/{dataset}.log",
+    conda:
+        "../../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/plot_component_genes.py"

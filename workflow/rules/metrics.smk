@@ -43,6 +43,7 @@ rule run_metrics:
         method="{method}",
         seed="{seed}",
         eval_seed=eval_seed,
+        batch_key=dataset_entry("batch_key"),
     script:
         "../scripts/metrics.py"
 
@@ -61,6 +62,7 @@ use rule run_metrics as run_metrics_main with:
         method="iVAE",
         seed=primary_seed,
         eval_seed=eval_seed,
+        batch_key=dataset_entry("batch_key"),
 
 
 rule baselines:
@@ -83,6 +85,7 @@ rule baselines:
     params:
         step="baselines",
         eval_seed=eval_seed,
+        batch_key=dataset_entry("batch_key"),
         n_components=latent_dim_param,
     script:
         "../scripts/metrics.py"
@@ -152,7 +155,7 @@ rule correlation_nulls:
     params:
         seeds=null_seeds,
         eval_seed=eval_seed,
-        n_draws=config["evaluation"]["null_draws"],
+        n_draws=null_draws,
     script:
         "../scripts/correlation_nulls.py"
 

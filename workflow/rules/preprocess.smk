@@ -20,6 +20,8 @@ rule preprocess:
         dataset="{dataset}",
         counts_layer=dataset_entry("counts_layer"),
         label_key=dataset_entry("label_key"),
+        batch_key=dataset_entry("batch_key"),
+        covariates=covariate_keys,
         preprocess=preprocess_params,
     script:
         "../scripts/preprocess.py"

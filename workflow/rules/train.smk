@@ -24,6 +24,7 @@ rule train:
     params:
         model=model_params,
         train=train_params,
+        covariates=covariate_keys,
     script:
         "../scripts/train.py"
 
@@ -41,3 +42,4 @@ use rule train as train_run with:
     params:
         model=run_model_params,
         train=run_train_params,
+        covariates=run_covariates,

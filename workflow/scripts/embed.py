@@ -11,7 +11,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common_io import InputError, atomic_path, load_checkpoint, log, read_counts_layer, setup_logging, write_h5ad
+from common_io import (InputError, atomic_path, covariate_codes, load_checkpoint, log, read_counts_layer,
+                       setup_logging, write_h5ad)
 
 
 def embed(model, counts, *, covariates=None, batch_size: int = 4096, device: str | torch.device = "cpu"):
@@ -49,13 +50,16 @@ def main(snakemake) -> None:
         raise InputError(
             f"{snakemake.input.model} was trained on other genes than {snakemake.input.data} holds; rerun training."
         )
-    latent, interp, after = embed(model, counts, batch_size=snakemake.params.batch_size)
+    covariates = ckpt.get("covariates", {"keys": [], "categories": []})
+    codes, _ = covariate_codes(obs, covariates["keys"], covariates["categories"], what=snakemake.input.data)
+    latent, interp, after = embed(model, counts, covariates=codes, batch_size=snakemake.params.batch_size)
     log.info("embedded %d cells: latent %s, interpretative %s", counts.shape[0], latent.shape, interp.shape)
     out = ad.AnnData(obs=obs)
     out.obsm["X_ivae"] = latent
     out.obsm["X_ivae_interp"] = interp
     out.obsm["X_ivae_ld"] = after
-    out.uns["ivae"] = {"model_params": ckpt["model_params"], "train_params": ckpt["train_params"]}
+    out.uns["ivae"] = {"model_params": ckpt["model_params"], "train_params": ckpt["train_params"],
+                       "covariates": covariates["keys"]}
     write_h5ad(out, snakemake.output.h5ad)
     for path, array in ((snakemake.output.latent, latent), (snakemake.output.iembed, interp)):
         with atomic_path(path) as tmp:

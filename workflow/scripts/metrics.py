@@ -15,7 +15,11 @@ variable genes; the ``reference`` column says which):
 - corr_score, the paper's correlation score (higher: components more correlated), and
   participation_ratio, the effective number of dimensions of the latent's covariance;
 - for trained models, val_nll: the held-out cells' negative-binomial NLL from z (and
-  val_nll_module, through the interpretative module) at the epoch whose model was kept.
+  val_nll_module, through the interpretative module) at the epoch whose model was kept;
+- with a ``batch_key``, how well the batches mix (``batch_mixing``; NaN without one):
+  batch_ASW and graph_connectivity as the scIB benchmark defines them (Luecken et al.
+  2022), and batch_entropy, the kNN batch-mixing entropy (Haghverdi et al. 2018); higher
+  is better mixed for all three.
 
 Higher is better for NMI, ARI, ASW and CH, lower for DB; CH and DB (and ASW less so)
 reward variance concentrated in few directions, so read them beside participation_ratio.
@@ -28,12 +32,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import InputError, atomic_path, log, read_cell_table, setup_logging
+from common_io import InputError, atomic_path, log, read_cell_table, read_lognorm, setup_logging
 from correlation import as_embedding, correlation_score, participation_ratio
 
 #: Columns of the metrics tables, in order.
 SCORES = ["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
-          "participation_ratio", "val_nll", "val_nll_module"]
+          "participation_ratio", "val_nll", "val_nll_module", "batch_ASW", "graph_connectivity", "batch_entropy"]
+BATCH_SCORES = ["batch_ASW", "graph_connectivity", "batch_entropy"]
 METRIC_COLUMNS = ["method", "seed", *SCORES, "reference", "note"]
 BASELINES = ("PCA", "ICA", "NMF", "FA")
 #: FastICA and NMF iterations: enough for these data to converge (a baseline that does
@@ -203,10 +208,68 @@ def baseline_embeddings(X_lognorm, n_components: int, *, seed: int = 0,
     return out, notes
 
 
-def embedding_metrics(embedding, reference, *, seed: int = 0, max_cells_silhouette: int = 10000) -> dict:
-    """Every score of SCORES but the validation NLLs, for one embedding against ``reference``."""
+def batch_mixing(embedding, batch, cell_type, *, n_neighbors: int = 15, seed: int = 0,
+                 max_cells_silhouette: int = 10000) -> dict:
+    """How well the batches mix within cell types on ``embedding`` (scIB's definitions).
+
+    - batch_ASW: for each cell type with cells from >= 2 batches, 1 - |s| averaged over its
+      cells, s = each cell's silhouette of the batch labels among that type's cells; the
+      mean over cell types (1: batches indistinguishable within types; scIB's
+      ``silhouette_batch``). At most ``max_cells_silhouette`` cells per type (seeded subsample).
+    - graph_connectivity: the kNN graph (``n_neighbors``, Euclidean) restricted to each cell
+      type; the fraction of the type's cells in its largest connected component; the mean
+      over cell types (1: every type one connected piece, whatever the batch).
+    - batch_entropy: for each cell, the entropy of the batches among its ``n_neighbors``
+      nearest neighbours divided by log(number of batches); the mean over cells (1: evenly
+      mixed, 0: neighbours all from one batch).
+    """
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.metrics import silhouette_samples
+    from sklearn.neighbors import NearestNeighbors
+
+    x = as_embedding(embedding)
+    batch = np.asarray(batch).astype(str)
+    cell_type = np.asarray(cell_type).astype(str)
+    n_batches = len(np.unique(batch))
+    if n_batches < 2:
+        raise ValueError("batch mixing needs at least 2 batches.")
+    rng = np.random.default_rng(seed)
+    asw, connectivity = [], []
+    k = min(n_neighbors, x.shape[0] - 1)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)
+    is_self = idx[:, 0] == np.arange(x.shape[0])  # each cell is its own nearest, unless it has a twin
+    neighbours = np.where(is_self[:, None], idx[:, 1:], idx[:, :k])
+    rows = np.repeat(np.arange(x.shape[0]), k)
+    graph = sp.csr_matrix((np.ones(rows.size), (rows, neighbours.ravel())), shape=(x.shape[0],) * 2)
+    for group in np.unique(cell_type):
+        cells = np.flatnonzero(cell_type == group)
+        if len(np.unique(batch[cells])) >= 2 and len(cells) > 2:
+            if len(cells) > max_cells_silhouette:
+                cells_sil = np.sort(rng.choice(cells, max_cells_silhouette, replace=False))
+            else:
+                cells_sil = cells
+            if 2 <= len(np.unique(batch[cells_sil])) < len(cells_sil):
+                asw.append(float(np.mean(1 - np.abs(silhouette_samples(x[cells_sil], batch[cells_sil])))))
+        _, components = connected_components(graph[cells][:, cells], directed=False)
+        connectivity.append(np.bincount(components).max() / len(cells))
+    codes = np.unique(batch, return_inverse=True)[1]
+    share = np.zeros((x.shape[0], n_batches))
+    np.add.at(share, (rows, codes[neighbours].ravel()), 1.0 / k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(share > 0, share * np.log(share), 0.0).sum(1) / np.log(n_batches)
+    return {"batch_ASW": float(np.mean(asw)) if asw else float("nan"),
+            "graph_connectivity": float(np.mean(connectivity)), "batch_entropy": float(entropy.mean())}
+
+
+def embedding_metrics(embedding, reference, *, seed: int = 0, max_cells_silhouette: int = 10000,
+                      batch=None) -> dict:
+    """Every score of SCORES but the validation NLLs, for one embedding against ``reference``
+    (and with ``batch``, each cell's batch, the batch-mixing scores; else NaN)."""
+    mixing = (batch_mixing(embedding, batch, reference, seed=seed) if batch is not None
+              else dict.fromkeys(BATCH_SCORES, float("nan")))
     return {**clustering_metrics(embedding, reference, seed=seed, max_cells_silhouette=max_cells_silhouette),
-            "corr_score": correlation_score(embedding), "participation_ratio": participation_ratio(embedding)}
+            "corr_score": correlation_score(embedding), "participation_ratio": participation_ratio(embedding),
+            **mixing}
 
 
 def selected_epoch(history: pd.DataFrame) -> pd.Series:
@@ -236,17 +299,6 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return summary.loc[order].reset_index()
 
 
-def _read_lognorm(path):
-    """(X, obs) of preprocessed.h5ad: the log-normalised HVG matrix and obs, not .raw or layers."""
-    import h5py
-    from anndata.io import read_elem
-
-    with h5py.File(path, "r") as f:
-        X = read_elem(f["X"])
-        obs = read_elem(f["obs"])
-    return X, obs
-
-
 def read_reference(path, obs_names: pd.Index) -> tuple[np.ndarray, str]:
     """The metrics' reference from cell_labels.tsv: ``(labels, kind)``.
 
@@ -271,6 +323,11 @@ def known_reference(path, obs_names: pd.Index):
     return reference[known].astype(str), kind, known
 
 
+def _batches(obs: pd.DataFrame, batch_key: str | None, known: np.ndarray):
+    """Each (labelled) cell's batch, or None without a batch_key."""
+    return None if batch_key is None else obs[batch_key].astype(str).to_numpy()[known]
+
+
 def main_run(snakemake) -> None:
     """One trained model: its row of the metrics table."""
     import anndata as ad
@@ -278,7 +335,9 @@ def main_run(snakemake) -> None:
     setup_logging(snakemake.log[0])
     emb = ad.read_h5ad(snakemake.input.embedding)
     reference, kind, known = known_reference(snakemake.input.labels, emb.obs_names)
-    scores = embedding_metrics(np.asarray(emb.obsm["X_ivae"])[known], reference, seed=snakemake.params.eval_seed)
+    batch = _batches(emb.obs, snakemake.params.batch_key, known)
+    scores = embedding_metrics(np.asarray(emb.obsm["X_ivae"])[known], reference, seed=snakemake.params.eval_seed,
+                               batch=batch)
     history = pd.read_csv(snakemake.input.log_tsv, sep="\t")
     row = {"method": snakemake.params.method, "seed": int(snakemake.params.seed), **scores,
            **validation_nll(history, float(emb.uns["ivae"]["train_params"]["irecon"])), "reference": kind,
@@ -296,13 +355,14 @@ def main_baselines(snakemake) -> None:
     from threadpoolctl import threadpool_limits
 
     setup_logging(snakemake.log[0])
-    X, obs = _read_lognorm(snakemake.input.data)
+    X, obs = read_lognorm(snakemake.input.data)
     reference, kind, known = known_reference(snakemake.input.labels, obs.index)
     seed, n_components = int(snakemake.params.eval_seed), int(snakemake.params.n_components)
     with threadpool_limits(getattr(snakemake, "threads", None)):
         log.info("baselines PCA, ICA, NMF, FA with %d components on %d x %d", n_components, *X.shape)
         embeddings, notes = baseline_embeddings(X[known], n_components, seed=seed)
-        rows = [{"method": name, "seed": seed, **embedding_metrics(e, reference, seed=seed),
+        batch = _batches(obs, snakemake.params.batch_key, known)
+        rows = [{"method": name, "seed": seed, **embedding_metrics(e, reference, seed=seed, batch=batch),
                  "val_nll": np.nan, "val_nll_module": np.nan, "reference": kind, "note": notes[name]}
                 for name, e in embeddings.items()]
     table = pd.DataFrame(rows, columns=METRIC_COLUMNS)

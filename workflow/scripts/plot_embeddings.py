@@ -2,13 +2,14 @@
 
 1. The interpretative embedding ``X_ivae_interp`` (first two components), one point per
    cell, coloured by cell label.
-2. A grid of UMAPs: rows are the iVAE's latent z (``X_ivae``) and the plain VAE's
-   (irecon = 0, same seed); columns colour the cells by label and by total counts (log
-   colour scale). (The latent after the interpretative module is an image of the 2-D
-   interpretative embedding, drawn in 1.)
+2. A grid of UMAPs: rows are the iVAE's latent z (``X_ivae``; its UMAP from adata.h5ad),
+   the iVAE trained without the dataset's covariates where it has some, and the plain
+   VAE's (irecon = 0, same seed); columns colour the cells by label, by batch (with a
+   ``batch_key``) and by total counts (log colour scale). (The latent after the
+   interpretative module is an image of the i_dim-wide interpretative embedding, drawn in 1.)
 
-Cell labels come from ``cell_labels.tsv`` (index ``cell``; ``cluster``, ``label``,
-``label_source`` in {labels, markers, clusters}); the legend title says which.
+Cell labels come from adata.h5ad (``label``, ``label_source`` in {labels, markers,
+clusters}, from cell_labels.tsv); the legend title says which.
 """
 
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, read_cell_table, setup_logging
+from common_io import log, setup_logging
 
 #: Legend title for each ``label_source`` of cell_labels.tsv.
 LABEL_TITLES = {
@@ -129,11 +130,10 @@ def umap_coordinates(latent: np.ndarray, *, seed: int = 0, n_neighbors: int = 15
     return np.asarray(adata.obsm["X_umap"])
 
 
-def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: str, pdf, png) -> list:
-    """Grid of UMAPs: one row per representation, coloured by label (left) and total counts (right).
-
-    Returns the legend order of the labels.
-    """
+def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: str, pdf, png,
+               batch=None, batch_title: str = "Batch") -> list:
+    """Grid of UMAPs: one row per representation; columns colour the cells by label, by
+    batch (when ``batch`` is given) and by total counts. Returns the legend order of the labels."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
@@ -149,26 +149,39 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
     perm = np.random.default_rng(0).permutation(len(counts))
 
     width = plotstyle.DOUBLE_COLUMN
-    fig = plt.figure(figsize=(width, width * 0.42 * n_rows), layout="constrained")
-    left, right = fig.subfigures(1, 2, wspace=0.02, width_ratios=[1.12, 1])
-    axes_l = left.subplots(n_rows, 1, squeeze=False)[:, 0]
-    axes_r = right.subplots(n_rows, 1, squeeze=False)[:, 0]
+    columns = [("label", 1.12)] + ([("batch", 1.0)] if batch is not None else []) + [("counts", 1.0)]
+    fig = plt.figure(figsize=(width, width * (0.42 if batch is None else 0.3) * n_rows), layout="constrained")
+    subfigs = dict(zip([c for c, _ in columns],
+                       fig.subfigures(1, len(columns), wspace=0.02, width_ratios=[w for _, w in columns])))
+    axes = {name: sub.subplots(n_rows, 1, squeeze=False)[:, 0] for name, sub in subfigs.items()}
+    if batch is not None:
+        batch = np.asarray(batch).astype(str)
+        batch_order = category_order(batch)
+        batch_colours = plotstyle.categorical_colors(len(batch_order))
     image = None
-    for ax_l, ax_r, (name, coords) in zip(axes_l, axes_r, umaps.items()):
+    for row, (name, coords) in enumerate(umaps.items()):
         coords = np.asarray(coords)
-        _scatter_by_label(ax_l, coords, labels, order, colours)
-        image = ax_r.scatter(coords[perm, 0], coords[perm, 1], c=np.clip(counts[perm], norm.vmin, None) if norm else
-                             counts[perm], cmap=plotstyle.SEQUENTIAL, norm=norm, s=point_size(len(counts)), lw=0,
-                             rasterized=True)
-        for ax in (ax_l, ax_r):
-            ax.set_title(name)
-            _style_axes(ax, "UMAP 1", "UMAP 2")
-    left.suptitle(f"Colour: {label_title}", fontsize=7, fontweight="bold")
-    right.suptitle("Colour: total counts (UMIs)", fontsize=7, fontweight="bold")
-    left.legend(handles=_label_handles(order, colours, labels), title=label_title, loc="outside right center",
-                frameon=False, handletextpad=0.1, ncols=_legend_columns(len(order)), columnspacing=0.6,
-                title_fontsize=6)
-    cbar = right.colorbar(image, ax=axes_r, shrink=0.6, aspect=30, pad=0.03)
+        _scatter_by_label(axes["label"][row], coords, labels, order, colours)
+        if batch is not None:
+            _scatter_by_label(axes["batch"][row], coords, batch, batch_order, batch_colours)
+        image = axes["counts"][row].scatter(coords[perm, 0], coords[perm, 1],
+                                            c=np.clip(counts[perm], norm.vmin, None) if norm else counts[perm],
+                                            cmap=plotstyle.SEQUENTIAL, norm=norm, s=point_size(len(counts)), lw=0,
+                                            rasterized=True)
+        for column in axes.values():
+            column[row].set_title(name)
+            _style_axes(column[row], "UMAP 1", "UMAP 2")
+    subfigs["label"].suptitle(f"Colour: {label_title}", fontsize=7, fontweight="bold")
+    subfigs["label"].legend(handles=_label_handles(order, colours, labels), title=label_title,
+                            loc="outside right center", frameon=False, handletextpad=0.1,
+                            ncols=_legend_columns(len(order)), columnspacing=0.6, title_fontsize=6)
+    if batch is not None:
+        subfigs["batch"].suptitle(f"Colour: {batch_title}", fontsize=7, fontweight="bold")
+        subfigs["batch"].legend(handles=_label_handles(batch_order, batch_colours, batch), title=batch_title,
+                                loc="outside right center", frameon=False, handletextpad=0.1,
+                                ncols=_legend_columns(len(batch_order)), title_fontsize=6)
+    subfigs["counts"].suptitle("Colour: total counts (UMIs)", fontsize=7, fontweight="bold")
+    cbar = subfigs["counts"].colorbar(image, ax=axes["counts"], shrink=0.6, aspect=30, pad=0.03)
     cbar.set_label("Total counts (UMIs)")
     if norm is not None:
         cbar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -185,29 +198,26 @@ def main(snakemake) -> None:
 
     setup_logging(snakemake.log[0])
     dataset = snakemake.wildcards.dataset
-    seed = int(snakemake.params.get("seed", 0))
-    emb = ad.read_h5ad(snakemake.input.embedding)
-    table = read_cell_table(snakemake.input.labels)
-    missing = emb.obs_names.difference(table.index)
-    if len(missing):
-        raise ValueError(f"{snakemake.input.labels}: no label for {len(missing)} cells of the embedding "
-                         f"(e.g. {missing[0]}).")
-    table = table.loc[emb.obs_names]
-    labels = table["label"].to_numpy()
-    title = label_title(table["label_source"])
-    log.info("%d cells, %d labels (%s)", emb.n_obs, len(set(labels)), title)
+    seed = int(snakemake.params.seed)
+    adata = ad.read_h5ad(snakemake.input.adata, backed="r")
+    labels = adata.obs["label"].astype(str).to_numpy()
+    title = label_title(adata.obs["label_source"].astype(str))
+    log.info("%d cells, %d labels (%s)", adata.n_obs, len(set(labels)), title)
 
-    plot_interpretative(emb.obsm["X_ivae_interp"], labels, label_title=title, dataset=dataset,
+    plot_interpretative(adata.obsm["X_ivae_interp"], labels, label_title=title, dataset=dataset,
                         pdf=snakemake.output.interp_pdf, png=snakemake.output.interp_png)
-    vae = ad.read_h5ad(snakemake.input.vae)
-    if not vae.obs_names.equals(emb.obs_names):
-        raise ValueError(f"{snakemake.input.vae} holds other cells than {snakemake.input.embedding}; rerun embed.")
-    umaps = {}
-    for name, latent in (("iVAE latent z", emb.obsm["X_ivae"]), ("VAE latent z (irecon = 0)", vae.obsm["X_ivae"])):
+    umaps = {"iVAE latent z": np.asarray(adata.obsm["X_umap"])}  # adata.h5ad's, computed once
+    others = [("iVAE without the covariates", path) for path in snakemake.input.no_covariates]
+    for name, path in [*others, ("VAE latent z (irecon = 0)", snakemake.input.vae)]:
+        emb = ad.read_h5ad(path)
+        if not emb.obs_names.equals(adata.obs_names):
+            raise ValueError(f"{path} holds other cells than {snakemake.input.adata}; rerun embed.")
         log.info("UMAP of the %s (seed %d)", name, seed)
-        umaps[name] = umap_coordinates(latent, seed=seed)
-    plot_umaps(umaps, labels, emb.obs["total_counts"].to_numpy(), label_title=title, dataset=dataset,
-               pdf=snakemake.output.umap_pdf, png=snakemake.output.umap_png)
+        umaps[name] = umap_coordinates(emb.obsm["X_ivae"], seed=seed)
+    batch_key = snakemake.params.batch_key
+    plot_umaps(umaps, labels, adata.obs["total_counts"].to_numpy(), label_title=title, dataset=dataset,
+               pdf=snakemake.output.umap_pdf, png=snakemake.output.umap_png,
+               batch=adata.obs[batch_key].to_numpy() if batch_key else None, batch_title=f"Batch ({batch_key})")
     log.info("wrote %s and %s", snakemake.output.interp_pdf, snakemake.output.umap_pdf)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import (InputError, atomic_path, log, read_counts, setup_logging, software_versions,
+from common_io import (InputError, atomic_path, covariate_codes, log, read_counts, setup_logging, software_versions,
                        write_cell_table, write_h5ad)
 from qc import cell_metrics, qc_bounds, qc_failures, scrublet_doublets
 
@@ -36,39 +36,12 @@ def log_normalise_inplace(X: sp.csr_matrix, target_sum: float) -> None:
         np.log1p(X.data[a:b], out=X.data[a:b])
 
 
-def preprocess(
-    adata,
-    *,
-    min_genes: int,
-    min_cells: int,
-    max_genes: int | None,
-    max_pct_mt: float | None,
-    mt_prefix: str,
-    n_top_genes: int,
-    target_sum: float,
-    keep_raw: bool = True,
-    qc: str = "fixed",
-    qc_nmads: float = 5.0,
-    qc_nmads_mt: float = 3.0,
-    doublets: str | None = None,
-    dataset: str = "dataset",
-):
-    """AnnData of raw counts (CSR) in X -> ``(preprocessed AnnData, QC table)``.
-
-    The AnnData is that of the module doc; the QC table has one row per input cell (its
-    metrics and ``qc_fail``, why it was removed: empty if kept). Memory-lean for atlases:
-    the input's X is consumed (log-normalised in place), and no step holds more than two
-    copies of the cells x genes matrix. Highly variable genes are scanpy's ``seurat_v3``
-    (variance-stabilised raw counts). Raises InputError when no cells or no genes are
-    left after QC.
-    """
-    import anndata as ad
-    import scanpy as sc
-
-    X = adata.X if sp.isspmatrix_csr(adata.X) or isinstance(adata.X, sp.csr_array) else sp.csr_matrix(adata.X)
-    obs, var = adata.obs, adata.var.copy()
-    del adata
-    n0_cells, n0_genes = X.shape
+def quality_control(X: sp.csr_matrix, obs, var, *, qc: str, min_genes: int, max_genes: int | None,
+                    max_pct_mt: float | None, mt_prefix: str, qc_nmads: float = 5.0, qc_nmads_mt: float = 3.0,
+                    doublets: str | None = None, dataset: str = "dataset"):
+    """Cell QC (qc.py): ``(X of the kept cells, their obs with the QC metrics, the QC table
+    of every cell, the bounds)``. Adds ``var["mt"]``. InputError when no cell is left."""
+    n0_cells = X.shape[0]
     var["mt"] = var.index.str.upper().str.startswith(mt_prefix.upper())  # MT- (human) and mt- (mouse)
     metrics = cell_metrics(X, var["mt"].to_numpy(), top_genes=qc == "mad")
     metrics.index = obs.index
@@ -96,6 +69,48 @@ def preprocess(
         X = X[~predicted]
         keep = (table["qc_fail"] == "").to_numpy()
     obs = obs.assign(**{c: metrics[c].to_numpy() for c in metrics})[keep]
+    return X, obs, table, bounds
+
+
+
+def preprocess(
+    adata,
+    *,
+    min_genes: int,
+    min_cells: int,
+    max_genes: int | None,
+    max_pct_mt: float | None,
+    mt_prefix: str,
+    n_top_genes: int,
+    target_sum: float,
+    keep_raw: bool = True,
+    qc: str = "fixed",
+    qc_nmads: float = 5.0,
+    qc_nmads_mt: float = 3.0,
+    doublets: str | None = None,
+    batch_key: str | None = None,
+    dataset: str = "dataset",
+):
+    """AnnData of raw counts (CSR) in X -> ``(preprocessed AnnData, QC table)``.
+
+    The AnnData is that of the module doc; the QC table has one row per input cell (its
+    metrics and ``qc_fail``, why it was removed: empty if kept). Memory-lean for atlases:
+    the input's X is consumed (log-normalised in place), and no step holds more than two
+    copies of the cells x genes matrix. Highly variable genes are scanpy's ``seurat_v3``
+    (variance-stabilised raw counts), batch-aware with ``batch_key`` (genes ranked within
+    each batch, as scanpy does). Raises InputError when no cells or no genes are left
+    after QC.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    X = adata.X if sp.isspmatrix_csr(adata.X) or isinstance(adata.X, sp.csr_array) else sp.csr_matrix(adata.X)
+    obs, var = adata.obs, adata.var.copy()
+    del adata
+    n0_genes = X.shape[1]
+    X, obs, table, bounds = quality_control(
+        X, obs, var, qc=qc, min_genes=min_genes, max_genes=max_genes, max_pct_mt=max_pct_mt, mt_prefix=mt_prefix,
+        qc_nmads=qc_nmads, qc_nmads_mt=qc_nmads_mt, doublets=doublets, dataset=dataset)
 
     n_cells_by_counts = np.bincount(X.indices, minlength=X.shape[1])
     genes = n_cells_by_counts >= min_cells
@@ -113,8 +128,8 @@ def preprocess(
         log.info("only %d genes pass QC: all of them are used (n_top_genes=%d)", X.shape[1], n_top_genes)
         var["highly_variable"] = True
     else:
-        hvg = sc.pp.highly_variable_genes(ad.AnnData(X=X, var=var[[]]), n_top_genes=n_hvg,
-                                          flavor="seurat_v3", inplace=False)
+        hvg = sc.pp.highly_variable_genes(ad.AnnData(X=X, obs=obs[[batch_key]] if batch_key else None, var=var[[]]),
+                                          n_top_genes=n_hvg, flavor="seurat_v3", batch_key=batch_key, inplace=False)
         for column in ("highly_variable", "highly_variable_rank", "means", "variances", "variances_norm"):
             var[column] = hvg[column].to_numpy()
     hvg_idx = np.flatnonzero(var["highly_variable"].to_numpy())
@@ -141,6 +156,7 @@ def preprocess(
         "max_pct_mt": max_pct_mt if max_pct_mt is not None else "none", "mt_prefix": mt_prefix,
         "n_top_genes": n_top_genes, "hvg_flavor": "seurat_v3", "target_sum": target_sum, "keep_raw": keep_raw,
         "qc": qc, "qc_nmads": qc_nmads, "qc_nmads_mt": qc_nmads_mt, "doublets": doublets or "none",
+        "hvg_batch_key": batch_key or "none",
     }
     out.uns["qc"] = {"bounds": bounds.astype({"lower": float, "upper": float}),
                      "removed": table["qc_fail"].value_counts().drop("", errors="ignore").to_dict()}
@@ -153,12 +169,12 @@ if "snakemake" in globals():
     params = snakemake.params  # noqa: F821
     raw = read_counts(snakemake.input[0], counts_layer=params.counts_layer, dataset=params.dataset)  # noqa: F821
     log.info("read %s: %d cells x %d genes", snakemake.input[0], raw.n_obs, raw.n_vars)  # noqa: F821
+    what = f"dataset '{params.dataset}' ({snakemake.input[0]})"  # noqa: F821
     if params.label_key is not None and params.label_key not in raw.obs:
-        raise InputError(
-            f"dataset '{params.dataset}' ({snakemake.input[0]}): label_key '{params.label_key}' is not an "  # noqa: F821
-            f"obs column; its columns are {list(raw.obs.columns)}."
-        )
-    out, qc_table = preprocess(raw, dataset=params.dataset, **params.preprocess)
+        raise InputError(f"{what}: label_key '{params.label_key}' is not an obs column; "
+                         f"its columns are {list(raw.obs.columns)}.")
+    covariate_codes(raw.obs, params.covariates, what=what)  # every covariate present, no missing values
+    out, qc_table = preprocess(raw, dataset=params.dataset, batch_key=params.batch_key, **params.preprocess)
     write_h5ad(out, snakemake.output.h5ad)  # noqa: F821
     write_cell_table(qc_table, snakemake.output.qc)  # noqa: F821
     with atomic_path(snakemake.output.bounds) as tmp:  # noqa: F821

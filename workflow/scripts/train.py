@@ -16,8 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from common_io import (InputError, atomic_path, log, read_counts_layer, save_checkpoint, setup_logging,
-                       software_versions)
+from common_io import (InputError, atomic_path, covariate_codes, log, read_counts_layer, save_checkpoint,
+                       setup_logging, software_versions)
 from losses import LOSS_TERMS, LossWeights, ivae_loss
 from model import VAE, ModelSettings
 from sizing import auto_epochs
@@ -211,8 +211,14 @@ def fit(
     on_epoch=None,
     layout: str = "auto",
     checkpoint_path=None,
+    initial: VAE | None = None,
+    trainable: dict | None = None,
 ):
     """Train the model of ``model_settings`` on a cells x genes count matrix (dense or scipy sparse).
+
+    ``initial``: start from this model instead of a fresh one; ``trainable``: parameter
+    name -> boolean mask of the entries that learn (gradients elsewhere are zeroed, other
+    parameters are frozen): how architecture surgery trains only new covariate weights.
 
     A seeded ``settings.validation_fraction`` of the cells is held out; the rest are
     trained on. Returns ``(model, history)``: the trained model (on the CPU, eval mode)
@@ -262,10 +268,16 @@ def fit(
                 if len(val_idx) else None)
     log.info("counts held as %s on %s; %d training cells, %d held out for validation", data.layout, device,
              n_train, len(val_idx))
-    model = VAE.from_settings(model_settings).to(device)
+    model = (VAE.from_settings(model_settings) if initial is None else initial).to(device)
     model.train()
+    if trainable is not None:
+        for name, parameter in model.named_parameters():
+            if name in trainable:  # Adam's update is 0 where the gradient always is
+                parameter.register_hook(lambda grad, mask=trainable[name].to(device): grad * mask)
+            else:
+                parameter.requires_grad_(False)
     # Fused Adam: one kernel for all parameters, on the CPU as on CUDA.
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=True)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=settings.lr, fused=True)
     weights = settings.weights
     n_batches = n_train // batch_size
     n_steps = epochs * n_batches
@@ -337,6 +349,40 @@ def fit(
     table = pd.DataFrame(history)
     table["selected"] = table["epoch"] == kept  # the epoch whose model is returned
     return model.cpu(), table
+
+
+#: Layers whose inputs end with the one-hot covariates: (parameter, width of the rest).
+COVARIATE_LAYERS = ("encoder.nn.0.weight", "decoder.nn.0.weight", "decoder.nn.2.weight")
+
+
+def covariate_surgery(model: VAE, old: list[list[str]], new: list[list[str]]) -> tuple[VAE, dict]:
+    """``model`` grown from covariate categories ``old`` to ``new`` (each old list a prefix
+    of its new one), and the ``trainable`` masks of fit() that let only the new categories'
+    weights learn (scArches' architecture surgery, Lotfollahi et al. 2022).
+
+    The one-hot columns of the new categories are added, zero, to every layer that takes
+    the covariates (the encoder's input layer, the decoder's hidden layers); everything else
+    is the reference's, unchanged.
+    """
+    if len(old) != len(new) or any(list(n[:len(o)]) != list(o) for o, n in zip(old, new)):
+        raise ValueError("new covariate categories must extend the old ones, covariate by covariate")
+    grown = VAE(model.encoder.nn[0].in_features - sum(map(len, old)), model.encoder.nn[0].out_features,
+                model.encoder.latent_dim, model.latent_encoder.out_features, tuple(map(len, new)))
+    state, trainable = dict(model.state_dict()), {}
+    old_offsets, new_offsets = np.cumsum([0, *map(len, old)]), np.cumsum([0, *map(len, new)])
+    for name in COVARIATE_LAYERS:
+        weight = state[name]
+        rest = weight.shape[1] - sum(map(len, old))
+        wide = torch.zeros(weight.shape[0], rest + sum(map(len, new)))
+        mask = torch.zeros_like(wide, dtype=torch.bool)
+        wide[:, :rest] = weight[:, :rest]
+        for i, (o, n) in enumerate(zip(old, new)):
+            src, dst = rest + old_offsets[i], rest + new_offsets[i]
+            wide[:, dst:dst + len(o)] = weight[:, src:src + len(o)]
+            mask[:, dst + len(o):dst + len(n)] = True
+        state[name], trainable[name] = wide, mask
+    grown.load_state_dict(state)
+    return grown, trainable
 
 
 def _rows(counts, idx: np.ndarray):
@@ -413,13 +459,17 @@ def main(snakemake) -> None:
              f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
              torch.get_num_threads())
 
-    counts, genes = read_counts_layer(snakemake.input[0])
-    model_settings = ModelSettings(n_genes=len(genes), **snakemake.params.model)
-    log.info("training on %d cells x %d genes; %s; %s", counts.shape[0], counts.shape[1], model_settings, settings)
+    counts, genes, obs = read_counts_layer(snakemake.input[0], with_obs=True)
+    keys = list(snakemake.params.covariates)
+    codes, categories = covariate_codes(obs, keys, what=f"{snakemake.input[0]}")
+    model_settings = ModelSettings(n_genes=len(genes), **snakemake.params.model,
+                                   n_categories=tuple(len(c) for c in categories))
+    log.info("training on %d cells x %d genes; conditioned on %s; %s; %s", counts.shape[0], counts.shape[1],
+             {k: c for k, c in zip(keys, categories)} or "nothing", model_settings, settings)
     checkpoint = f"{snakemake.output.model}.checkpoint"
     try:
         model, history = fit(
-            counts, model_settings, settings, device=device, checkpoint_path=checkpoint,
+            counts, model_settings, settings, covariates=codes, device=device, checkpoint_path=checkpoint,
             on_epoch=lambda row: log.info("%s", format_epoch(row, settings.epochs)),
         )
     except InputError as exc:  # say which dataset and file
@@ -429,7 +479,7 @@ def main(snakemake) -> None:
     save_checkpoint(
         snakemake.output.model, model, gene_names=genes, model_params=asdict(model_settings),
         train_params={**asdict(settings), "device": str(device)},
-        extra={"n_cells": counts.shape[0], "software": {
+        extra={"n_cells": counts.shape[0], "covariates": {"keys": keys, "categories": categories}, "software": {
             **software_versions(["torch", "numpy", "anndata"]), "cuda": torch.version.cuda or "none",
             "device": f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu",
         }},
