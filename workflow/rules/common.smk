@@ -308,13 +308,23 @@ def irecon_param(wildcards):
 
 
 def readme_inputs(wildcards):
-    names = [
-        "metrics.tsv",
-        "metrics_summary.tsv",
-        "latent_correlation.tsv",
-        *[f"figures/{figure}.png" for figure in README_FIGURES],
-    ]
+    """What `snakemake readme` reads for its block: the default run's tables and figures, or
+    (evidence) also the sweep's."""
+    names = ["metrics.tsv", "metrics_summary.tsv", "latent_correlation.tsv"]
+    if config["readme"]["block"] == "results":
+        names += [f"figures/{figure}.png" for figure in README_FIGURES]
+    else:
+        names += ["sweep/metrics.tsv", "figures/sweep.png", "figures/spectrum.png"]
     return expand("results/{dataset}/{name}", dataset=DATASETS, name=names)
+
+
+def evidence_settings(wildcards):
+    """The evidence run's own settings, as README's evidence block names them."""
+    model, train = config["model"], config["train"]
+    return (
+        f"irecon {train['irecon']:g}, β {train['beta']:g}, i_dim {model['i_dim']}, "
+        f"lr {train['lr']:g}, batch {train['batch_size']}, epochs {train['epochs']}"
+    )
 
 
 #: Figures README shows for every dataset (readme.py's FIGURES).

@@ -41,12 +41,12 @@ rule plot_sweep:
 
 
 rule readme:
-    """README's results from this run's outputs (results/readme/results.md; README.md and
-    docs/readme/ too, where README.md has the results markers)."""
+    """README's results from this run's outputs (results/readme/{block}.md; README.md and
+    its images too, where README has the block's markers)."""
     input:
         readme_inputs,
     output:
-        "results/readme/results.md",
+        f"results/readme/{config['readme']['block']}.md",
     log:
         "logs/readme.log",
     conda:
@@ -56,7 +56,6 @@ rule readme:
         mem_mb=1000,
     params:
         datasets=DATASETS,
-        readme="README.md",
-        images="docs/readme",
+        settings=evidence_settings,
     script:
         "../scripts/readme.py"

@@ -6,10 +6,15 @@ datasets with cell-type labels, the answer to "does the interpretative module he
 the iVAE against each control, metric by metric, called a difference only where it
 exceeds twice its standard error over seeds.
 
-Writes results/readme/results.md and copies the figures beside it; where the working
-directory's README.md holds the markers RESULTS_BEGIN and RESULTS_END, the text between
-them is replaced and the figures are copied to docs/readme/ (so that a fresh clone's
-default run followed by `snakemake readme` reproduces README's numbers exactly).
+Two blocks (config ``readme.block``): ``results``, from the default run (the quick-start
+command), and ``evidence``, from the defaults' evidence run (``sweep`` and the default
+target over every labelled dataset; workflow/configs/defaults_evidence.yaml): per dataset,
+every swept setting and control against the VAE, and how often each beat it.
+
+Writes results/readme/{block}.md and copies the figures beside it; where README.md (config
+``readme.path``) holds the block's markers, the text between them is replaced and the
+figures are copied to ``readme.images`` (so that the documented run followed by
+`snakemake readme` reproduces README's numbers exactly).
 """
 
 import re
@@ -21,14 +26,22 @@ import pandas as pd
 
 from common_io import atomic_path, log, setup_logging
 
-RESULTS_BEGIN = "<!-- results: written by `snakemake readme`; do not edit by hand -->"
-RESULTS_END = "<!-- results: end -->"
+def markers(block: str) -> tuple[str, str]:
+    """The comments around a block of README."""
+    return f"<!-- {block}: written by `snakemake readme`; do not edit by hand -->", f"<!-- {block}: end -->"
+
+
+RESULTS_BEGIN, RESULTS_END = markers("results")
 #: Columns of the README table: (metric, header).
 COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("CH", "CH"), ("DB", "DB"), ("ASW_kmeans", "ASW (own KMeans)"),
            ("corr_score", "corr. score"), ("participation_ratio", "PR"), ("val_nll", "held-out NLL")]
 #: Metrics of the verdict: higher is better for all but DB and the NLL.
 VERDICT = {"ARI": 1, "NMI": 1, "ASW": 1, "val_nll": -1}
 FIGURES = ["latent_correlation", "spectrum", "metrics", "umap", "training_curves"]
+EVIDENCE_FIGURES = ["sweep", "spectrum"]
+#: Metrics of the evidence tables.
+EVIDENCE_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("participation_ratio", "PR"),
+                    ("val_nll", "held-out NLL")]
 
 
 def fmt(value: float, sd: float | None = None) -> str:
@@ -129,36 +142,75 @@ def results_markdown(datasets: dict, image_dir: str) -> str:
     return "\n".join(blocks)
 
 
-def replace_block(readme: str, block: str) -> str:
-    """README text with the part between the markers replaced by ``block``."""
-    pattern = re.compile(re.escape(RESULTS_BEGIN) + ".*?" + re.escape(RESULTS_END), flags=re.S)
+def evidence_markdown(datasets: dict, image_dir: str, settings: str) -> str:
+    """Per labelled dataset, every model of the sweep and of the default run (mean ± s.d.
+    over seeds) and its difference to the VAE; then, per model, on how many datasets it was
+    better, worse or not different (ARI, beyond twice the standard error)."""
+    blocks, calls = [], {}
+    for name, files in datasets.items():
+        table = pd.concat([pd.read_csv(files["table"], sep="\t"), pd.read_csv(files["sweep"], sep="\t")],
+                          ignore_index=True).drop_duplicates(["method", "seed"])
+        table = table[~table["method"].isin(["PCA", "ICA", "NMF", "FA"])]
+        lines = ["| model | seeds | " + " | ".join(h for _, h in EVIDENCE_COLUMNS) + " | ARI − VAE |",
+                 "|" + " --- |" * (len(EVIDENCE_COLUMNS) + 3)]
+        for method, part in table.groupby("method", sort=False):
+            cells = [fmt(part[m].mean(), part[m].std(ddof=1) if len(part) > 1 else None) for m, _ in EVIDENCE_COLUMNS]
+            diff, se, call = compare(table, method, "VAE", "ARI") if method != "VAE" else (np.nan, np.nan, "")
+            if method != "VAE":
+                calls.setdefault(method, []).append({"higher": "better", "lower": "worse"}.get(call, call))
+            versus = f"{fmt(diff)} ± {fmt(se)} ({call})" if np.isfinite(diff) else "–"
+            lines.append(f"| {method} | {part['seed'].nunique()} | " + " | ".join(cells) + f" | {versus} |")
+        blocks.append(f"#### {name}\n\n" + "\n".join(lines) + "\n\n"
+                      + " ".join(f"![{name}: {f}]({image_dir}/{name}_{f}.png)" for f in EVIDENCE_FIGURES) + "\n")
+    tally = ["| model | ARI better than the VAE | no difference | worse |", "| --- | --- | --- | --- |"]
+    for method, outcomes in calls.items():
+        counts = pd.Series(outcomes).value_counts()
+        tally.append(f"| {method} | {counts.get('better', 0)} | {counts.get('no difference', 0)} | "
+                     f"{counts.get('worse', 0)} |")
+    header = (f"Models named `key=value` differ from the evidence run's own settings ({settings}) in that "
+              f"one setting; ARI − VAE is the difference of means over seeds ± its standard error, called a "
+              f"difference only beyond twice that. Over the {len(datasets)} labelled datasets:\n\n")
+    return header + "\n".join(tally) + "\n\n" + "\n".join(blocks)
+
+
+def replace_block(readme: str, block: str, name: str = "results") -> str:
+    """README text with the part between the markers of block ``name`` replaced by ``block``."""
+    begin, end = markers(name)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), flags=re.S)
     if not pattern.search(readme):
-        raise ValueError(f"README has no results markers ({RESULTS_BEGIN} ... {RESULTS_END})")
-    return pattern.sub(lambda _: f"{RESULTS_BEGIN}\n{block}\n{RESULTS_END}", readme)
+        raise ValueError(f"README has no {name} markers ({begin} ... {end})")
+    return pattern.sub(lambda _: f"{begin}\n{block}\n{end}", readme)
 
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     out = Path(snakemake.output[0])
-    datasets = {name: {key: f"results/{name}/{file}" for key, file in
-                       (("table", "metrics.tsv"), ("summary", "metrics_summary.tsv"),
-                        ("nulls", "latent_correlation.tsv"))} for name in snakemake.params.datasets}
-    readme, images = Path(snakemake.params.readme), Path(snakemake.params.images)
-    update = readme.exists() and RESULTS_BEGIN in readme.read_text()
-    targets = [out.parent] + ([images] if update else [])
-    for target in targets:
+    block = snakemake.config["readme"]["block"]
+    files = {"table": "metrics.tsv", "summary": "metrics_summary.tsv", "nulls": "latent_correlation.tsv",
+             "sweep": "sweep/metrics.tsv"}
+    datasets = {name: {key: f"results/{name}/{file}" for key, file in files.items()} for name in snakemake.params.datasets}
+    figures = FIGURES if block == "results" else EVIDENCE_FIGURES
+    readme, images = Path(snakemake.config["readme"]["path"]), Path(snakemake.config["readme"]["images"])
+    update = readme.exists() and markers(block)[0] in readme.read_text()
+
+    def render(image_dir: str) -> str:
+        if block == "results":
+            return results_markdown(datasets, image_dir)
+        return evidence_markdown(datasets, image_dir, snakemake.params.settings)
+
+    for target in [out.parent] + ([images] if update else []):
         target.mkdir(parents=True, exist_ok=True)
         for name in datasets:
-            for figure in FIGURES:
+            for figure in figures:
                 shutil.copyfile(f"results/{name}/figures/{figure}.png", target / f"{name}_{figure}.png")
     with atomic_path(out) as tmp:
-        tmp.write_text(results_markdown(datasets, "."))
+        tmp.write_text(render("."))
     if update:
         with atomic_path(readme) as tmp:
-            tmp.write_text(replace_block(readme.read_text(), results_markdown(datasets, str(images))))
-        log.info("updated %s and %s", readme, images)
+            tmp.write_text(replace_block(readme.read_text(), render(str(images)), block))
+        log.info("updated %s (block %s) and %s", readme, block, images)
     else:
-        log.info("wrote %s (no %s with results markers here to update)", out, readme)
+        log.info("wrote %s (no %s with %s markers here to update)", out, readme, block)
 
 
 if "snakemake" in globals():

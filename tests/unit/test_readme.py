@@ -1,0 +1,65 @@
+"""readme.py: README's numbers come from the run's tables, differences only beyond 2 s.e."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from readme import FIGURES, compare, evidence_markdown, fmt, markers, metrics_markdown, replace_block
+
+
+def runs(means: dict, sd: float = 0.01, seeds: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for method, mean in means.items():
+        for seed in range(seeds):
+            rows.append({"method": method, "seed": seed, "ARI": mean + rng.normal(scale=sd), "NMI": mean,
+                         "ASW": 0.2, "participation_ratio": 3.0, "val_nll": 600.0, "reference": "labels"})
+    return pd.DataFrame(rows)
+
+
+def test_difference_only_beyond_twice_the_standard_error():
+    table = runs({"iVAE": 0.60, "VAE": 0.50, "same": 0.505})
+    diff, se, call = compare(table, "iVAE", "VAE", "ARI")
+    assert call == "higher" and diff == pytest.approx(0.10, abs=0.03) and se < 0.02
+    assert compare(table, "same", "VAE", "ARI")[2] == "no difference"
+    assert compare(table, "VAE", "iVAE", "ARI")[2] == "lower"
+    assert compare(table.iloc[:4], "iVAE", "VAE", "ARI")[2] == "not enough seeds"
+
+
+def test_tables_and_block_replacement():
+    summary = pd.DataFrame([{"method": "iVAE", "n_seeds": 3, **{c: 0.5 for c in ("ARI", "NMI", "ASW", "CH", "DB",
+                             "ASW_kmeans", "corr_score", "participation_ratio", "val_nll")},
+                             **{f"{c}_sd": 0.01 for c in ("ARI", "NMI", "ASW", "CH", "DB", "ASW_kmeans", "corr_score",
+                                                           "participation_ratio", "val_nll")}}])
+    text = metrics_markdown(summary)
+    assert "| iVAE | 3 | 0.500 ± 0.010 |" in text
+    begin, end = markers("results")
+    readme = f"a\n{begin}\nold\n{end}\nb"
+    assert replace_block(readme, "new") == f"a\n{begin}\nnew\n{end}\nb"
+    with pytest.raises(ValueError, match="evidence markers"):
+        replace_block(readme, "x", "evidence")
+    assert fmt(1234.5) == "1,234" and fmt(0.12345, 0.01) == "0.123 ± 0.010" and fmt(float("nan")) == "–"
+
+
+def test_evidence_tally(tmp_path):
+    datasets = {}
+    for name, ivae in (("a", 0.60), ("b", 0.50)):
+        table = runs({"iVAE": ivae, "VAE": 0.50, "VAE-narrow": 0.40})
+        sweep = runs({"iVAE": ivae, "VAE": 0.50, "irecon=1": 0.55})
+        table.to_csv(tmp_path / f"{name}_t.tsv", sep="\t", index=False)
+        sweep.to_csv(tmp_path / f"{name}_s.tsv", sep="\t", index=False)
+        datasets[name] = {"table": tmp_path / f"{name}_t.tsv", "sweep": tmp_path / f"{name}_s.tsv"}
+    text = evidence_markdown(datasets, "img", "irecon 5")
+    assert "| iVAE | 1 | 1 | 0 |" in text  # better on a, no difference on b
+    assert "| VAE-narrow | 0 | 0 | 2 |" in text and "| irecon=1 | 2 | 0 | 0 |" in text
+    assert "![a: sweep](img/a_sweep.png)" in text
+
+
+def test_readme_figures_are_the_rules():
+    """common.smk's README_FIGURES (the rule's inputs) lists the figures readme.py copies."""
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    listed = re.search(r"README_FIGURES = \[(.*?)\]", text, flags=re.S).group(1)
+    assert re.findall(r'"(\w+)"', listed) == FIGURES
