@@ -209,7 +209,8 @@ def test_readme_target_writes_the_runs_numbers(run):
     summary = pd.read_csv(workdir / "results" / "pbmc68k" / "metrics_summary.tsv", sep="\t").set_index("method")
     ivae = summary.loc["iVAE"]
     assert f"| iVAE | 2 | {fmt(ivae['ARI'], ivae['ARI_sd'])} |" in text
-    assert (workdir / "docs" / "readme" / "pbmc68k_latent_correlation.png").exists()
+    assert (workdir / "docs" / "readme" / "results_pbmc68k_latent_correlation.png").exists()
+    assert "](docs/readme/results_pbmc68k_latent_correlation.png)" in text
     assert (workdir / "results" / "readme" / "results.md").read_text().count("| iVAE |") == 2  # both datasets
 
 

@@ -55,7 +55,7 @@ def test_evidence_tally(tmp_path):
     text = evidence_markdown(datasets, "img", "irecon 5")
     assert "| iVAE | 1 | 1 | 0 |" in text  # better on a, no difference on b
     assert "| VAE-narrow | 0 | 0 | 2 |" in text and "| irecon=1 | 2 | 0 | 0 |" in text
-    assert "![a: sweep](img/a_sweep.png)" in text
+    assert "![a: sweep](img/evidence_a_sweep.png)" in text
 
 
 def test_readme_figures_are_the_rules():

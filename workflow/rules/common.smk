@@ -311,10 +311,13 @@ def readme_inputs(wildcards):
     """What `snakemake readme` reads for its block: the default run's tables and figures, or
     (evidence) also the sweep's."""
     names = ["metrics.tsv", "metrics_summary.tsv", "latent_correlation.tsv"]
-    if config["readme"]["block"] == "results":
+    block = config["readme"]["block"]
+    if block == "results":
         names += [f"figures/{figure}.png" for figure in README_FIGURES]
-    else:
+    elif block == "evidence":
         names += ["sweep/metrics.tsv", "figures/sweep.png", "figures/spectrum.png"]
+    else:
+        names += ["figures/umap.png", "figures/metrics.png"]
     return expand("results/{dataset}/{name}", dataset=DATASETS, name=names)
 
 

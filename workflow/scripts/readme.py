@@ -6,10 +6,12 @@ datasets with cell-type labels, the answer to "does the interpretative module he
 the iVAE against each control, metric by metric, called a difference only where it
 exceeds twice its standard error over seeds.
 
-Two blocks (config ``readme.block``): ``results``, from the default run (the quick-start
-command), and ``evidence``, from the defaults' evidence run (``sweep`` and the default
-target over every labelled dataset; workflow/configs/defaults_evidence.yaml): per dataset,
-every swept setting and control against the VAE, and how often each beat it.
+Three blocks (config ``readme.block``): ``results``, from the default run (the quick-start
+command); ``evidence``, from the defaults' evidence run (``sweep`` and the default target
+over every labelled dataset; workflow/configs/defaults_evidence.yaml): per dataset, every
+swept setting and control against the VAE, and how often each beat it; ``covariates``,
+from the multi-sample run (workflow/configs/covariates_evidence.yaml): the iVAE with and
+without its sample covariates, on cell-type and batch-mixing scores.
 
 Writes results/readme/{block}.md and copies the figures beside it; where README.md (config
 ``readme.path``) holds the block's markers, the text between them is replaced and the
@@ -17,6 +19,7 @@ figures are copied to ``readme.images`` (so that the documented run followed by
 `snakemake readme` reproduces README's numbers exactly).
 """
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -39,6 +42,10 @@ COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("CH", "CH"), ("DB", 
 VERDICT = {"ARI": 1, "NMI": 1, "ASW": 1, "val_nll": -1}
 FIGURES = ["latent_correlation", "spectrum", "metrics", "umap", "training_curves"]
 EVIDENCE_FIGURES = ["sweep", "spectrum"]
+COVARIATE_FIGURES = ["umap", "metrics"]
+#: Metrics of the covariates table: cell types kept apart, samples mixed.
+COVARIATE_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW (cell types)"), ("batch_ASW", "batch ASW"),
+                     ("graph_connectivity", "graph connectivity"), ("batch_entropy", "batch entropy")]
 #: Metrics of the evidence tables.
 EVIDENCE_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("participation_ratio", "PR"),
                     ("val_nll", "held-out NLL")]
@@ -133,7 +140,7 @@ def results_markdown(datasets: dict, image_dir: str) -> str:
         blocks.append(f"#### {name}\n\nClustering against {against}; trained models: mean ± s.d. over {n_seeds} "
                       f"seeds (baselines: one fit).\n\n{metrics_markdown(summary)}\n\nLatent correlation: "
                       f"{correlation_sentence(nulls)}\n")
-        blocks.append("\n".join(f"![{name}: {figure.replace('_', ' ')}]({image_dir}/{name}_{figure}.png)"
+        blocks.append("\n".join(f"![{name}: {figure.replace('_', ' ')}]({image_dir}/results_{name}_{figure}.png)"
                                 for figure in FIGURES) + "\n")
     if labelled:
         blocks.insert(0, "#### Does the interpretative module help?\n\nThe iVAE minus each control (difference of "
@@ -161,7 +168,7 @@ def evidence_markdown(datasets: dict, image_dir: str, settings: str) -> str:
             versus = f"{fmt(diff)} ± {fmt(se)} ({call})" if np.isfinite(diff) else "–"
             lines.append(f"| {method} | {part['seed'].nunique()} | " + " | ".join(cells) + f" | {versus} |")
         blocks.append(f"#### {name}\n\n" + "\n".join(lines) + "\n\n"
-                      + " ".join(f"![{name}: {f}]({image_dir}/{name}_{f}.png)" for f in EVIDENCE_FIGURES) + "\n")
+                      + " ".join(f"![{name}: {f}]({image_dir}/evidence_{name}_{f}.png)" for f in EVIDENCE_FIGURES) + "\n")
     tally = ["| model | ARI better than the VAE | no difference | worse |", "| --- | --- | --- | --- |"]
     for method, outcomes in calls.items():
         counts = pd.Series(outcomes).value_counts()
@@ -171,6 +178,32 @@ def evidence_markdown(datasets: dict, image_dir: str, settings: str) -> str:
               f"one setting; ARI − VAE is the difference of means over seeds ± its standard error, called a "
               f"difference only beyond twice that. Over the {len(datasets)} labelled datasets:\n\n")
     return header + "\n".join(tally) + "\n\n" + "\n".join(blocks)
+
+
+def covariates_markdown(datasets: dict, image_dir: str) -> str:
+    """Per dataset with a batch_key: the iVAE conditioned on its covariates against the same
+    model without them, every column mean ± s.d. over seeds, and the difference with its call."""
+    blocks = []
+    for name, files in datasets.items():
+        table = pd.read_csv(files["table"], sep="\t")
+        lines = ["| model | seeds | " + " | ".join(h for _, h in COVARIATE_COLUMNS) + " |",
+                 "|" + " --- |" * (len(COVARIATE_COLUMNS) + 2)]
+        for method in ("iVAE", "iVAE-no-covariates", "VAE", "PCA"):
+            part = table[table["method"] == method]
+            if len(part):
+                cells = [fmt(part[m].mean(), part[m].std(ddof=1) if len(part) > 1 else None) for m, _ in COVARIATE_COLUMNS]
+                lines.append(f"| {method} | {part['seed'].nunique()} | " + " | ".join(cells) + " |")
+        cells = []
+        for metric, _ in COVARIATE_COLUMNS:
+            diff, se, call = compare(table, "iVAE", "iVAE-no-covariates", metric)
+            cells.append(f"{fmt(diff)} ± {fmt(se)} ({call})" if np.isfinite(diff) else call)
+        lines.append("| conditioned − not | | " + " | ".join(cells) + " |")
+        blocks.append(f"#### {name}\n\n" + "\n".join(lines) + "\n\n"
+                      + " ".join(f"![{name}: {f}]({image_dir}/covariates_{name}_{f}.png)" for f in COVARIATE_FIGURES) + "\n")
+    return ("The iVAE conditioned on the samples against the same model without them (mean ± s.d. over "
+            "seeds; a difference is called only beyond twice its standard error). Cell-type scores against "
+            "the datasets' own labels; batch scores (scIB) within cell types; higher is better for all.\n\n"
+            + "\n".join(blocks))
 
 
 def replace_block(readme: str, block: str, name: str = "results") -> str:
@@ -189,25 +222,27 @@ def main(snakemake) -> None:
     files = {"table": "metrics.tsv", "summary": "metrics_summary.tsv", "nulls": "latent_correlation.tsv",
              "sweep": "sweep/metrics.tsv"}
     datasets = {name: {key: f"results/{name}/{file}" for key, file in files.items()} for name in snakemake.params.datasets}
-    figures = FIGURES if block == "results" else EVIDENCE_FIGURES
+    figures = {"results": FIGURES, "evidence": EVIDENCE_FIGURES, "covariates": COVARIATE_FIGURES}[block]
     readme, images = Path(snakemake.config["readme"]["path"]), Path(snakemake.config["readme"]["images"])
     update = readme.exists() and markers(block)[0] in readme.read_text()
 
     def render(image_dir: str) -> str:
         if block == "results":
             return results_markdown(datasets, image_dir)
+        if block == "covariates":
+            return covariates_markdown(datasets, image_dir)
         return evidence_markdown(datasets, image_dir, snakemake.params.settings)
 
     for target in [out.parent] + ([images] if update else []):
         target.mkdir(parents=True, exist_ok=True)
         for name in datasets:
             for figure in figures:
-                shutil.copyfile(f"results/{name}/figures/{figure}.png", target / f"{name}_{figure}.png")
+                shutil.copyfile(f"results/{name}/figures/{figure}.png", target / f"{block}_{name}_{figure}.png")
     with atomic_path(out) as tmp:
         tmp.write_text(render("."))
-    if update:
+    if update:  # image links relative to README's folder
         with atomic_path(readme) as tmp:
-            tmp.write_text(replace_block(readme.read_text(), render(str(images)), block))
+            tmp.write_text(replace_block(readme.read_text(), render(os.path.relpath(images, readme.parent)), block))
         log.info("updated %s (block %s) and %s", readme, block, images)
     else:
         log.info("wrote %s (no %s with %s markers here to update)", out, readme, block)
