@@ -217,9 +217,11 @@ def job_runtime(step, input_key=0):
 
 def _input_size(wildcards, input, input_key):
     path = input[input_key] if isinstance(input_key, int) else getattr(input, input_key)
+    # a dataset's own file (or a mapping query's): its counts layer is what counts
+    dataset = getattr(wildcards, "dataset", None) or getattr(wildcards, "query", None)
     layer = None
-    if path == counts_input(wildcards):  # the user's file: its counts layer counts
-        layer = config["datasets"][wildcards.dataset].get("counts_layer")
+    if dataset and path == counts_input(Namespace(dataset=dataset)):
+        layer = config["datasets"][dataset].get("counts_layer")
     return sizing.matrix_size(path, layer)
 
 
