@@ -86,7 +86,8 @@ def run(pbmc68k_counts, tmp_path_factory):
     write_config(workdir, {
         "datasets": {
             "pbmc68k": {"path": "data/pbmc68k.h5ad", "label_key": "bulk_labels"},
-            "small10x": {"path": "data/small.h5", "train": {"epochs": 3}, "model": {"i_dim": 3}},
+            "small10x": {"path": "data/small.h5", "train": {"epochs": 3}, "model": {"i_dim": 3},
+                         "evaluation": {"seeds": [0]}},
         },
         "mappings": {"small10x": "pbmc68k"},  # `snakemake map`: the 10x cells onto the labelled model
         **GLOBAL,

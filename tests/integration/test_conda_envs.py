@@ -109,6 +109,7 @@ def envs_run(conda_snakemake, tmp_path_factory):
         **GLOBAL,
         "preprocess": {**GLOBAL["preprocess"], "qc": "mad", "doublets": "scrublet"},
         "train": {**GLOBAL["train"], "epochs": 3},
+        "evaluation": {"seeds": [0], "null_draws": 20},
         "annotation": {"markers": MARKERS},
     })
     result, log = conda_snakemake(REPO / "Snakefile", workdir)
@@ -163,7 +164,7 @@ def test_results_come_from_the_envs(envs_run):
     assert set(labels["label_source"]) == {"markers"} and labels["cluster"].nunique() > 1
     assert set(labels["label"]) <= {*MARKERS, "Unassigned"}
     metrics = pd.read_csv(workdir / "results" / "markers" / "metrics.tsv", sep="\t")
-    assert list(metrics["method"]) == ["iVAE", "VAE", "PCA", "ICA", "NMF", "FA"]
+    assert list(metrics["method"]) == ["iVAE", "VAE", "VAE-narrow", "PCA", "ICA", "NMF", "FA"]
     assert set(metrics["reference"]) == {"clusters"}
     assert np.isfinite(metrics[["NMI", "ARI", "ASW", "corr_score"]].to_numpy()).all()
     qc = pd.read_csv(workdir / "results" / "markers" / "qc.tsv", sep="\t")
