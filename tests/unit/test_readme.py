@@ -63,3 +63,16 @@ def test_readme_figures_are_the_rules():
     text = (REPO / "workflow" / "rules" / "common.smk").read_text()
     listed = re.search(r"README_FIGURES = \[(.*?)\]", text, flags=re.S).group(1)
     assert re.findall(r'"(\w+)"', listed) == FIGURES
+
+
+def test_convergence_sentence_counts_early_stops():
+    from metrics import training_end
+    from readme import convergence_sentence
+
+    history = pd.DataFrame({"epoch": range(1, 61), "selected": [e == 40 for e in range(1, 61)]})
+    assert training_end(history, 400) == {"epochs_run": 60, "epoch_kept": 40, "stopped_early": True}
+    assert training_end(history, 60)["stopped_early"] is False
+    table = pd.DataFrame({"epochs_run": [60, 400, np.nan], "epoch_kept": [40, 400, np.nan],
+                          "stopped_early": [True, False, np.nan]})
+    text = convergence_sentence(table)
+    assert text.startswith("1 of 2 trained models stopped early") and "ran to their maximum" in text

@@ -122,9 +122,8 @@ def method_overrides(dataset, method):
         return {}, {}
     if method == "VAE":
         return {}, {"irecon": 0.0}
-    if (
-        method == "VAE-narrow"
-    ):  # latent as wide as the bottleneck; the unused module narrower still
+    if method == "VAE-narrow":
+        # a latent as wide as the bottleneck (at least 2); the unused module narrower still
         width = max(model["i_dim"], 2)
         return {"latent_dim": width, "i_dim": width - 1}, {"irecon": 0.0}
     if method in COMPARE:

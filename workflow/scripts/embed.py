@@ -59,7 +59,7 @@ def main(snakemake) -> None:
     out.obsm["X_ivae_interp"] = interp
     out.obsm["X_ivae_ld"] = after
     out.uns["ivae"] = {"model_params": ckpt["model_params"], "train_params": ckpt["train_params"],
-                       "covariates": covariates["keys"]}
+                       "covariates": covariates["keys"], "epochs": ckpt.get("epochs", ckpt["train_params"]["epochs"])}
     write_h5ad(out, snakemake.output.h5ad)
     for path, array in ((snakemake.output.latent, latent), (snakemake.output.iembed, interp)):
         with atomic_path(path) as tmp:

@@ -39,7 +39,9 @@ from correlation import as_embedding, correlation_score, participation_ratio
 SCORES = ["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
           "participation_ratio", "val_nll", "val_nll_module", "batch_ASW", "graph_connectivity", "batch_entropy"]
 BATCH_SCORES = ["batch_ASW", "graph_connectivity", "batch_entropy"]
-METRIC_COLUMNS = ["method", "seed", *SCORES, "reference", "note"]
+#: How each trained model's training ended: epochs run, the epoch kept, whether early stopping ended it.
+TRAINING = ["epochs_run", "epoch_kept", "stopped_early"]
+METRIC_COLUMNS = ["method", "seed", *SCORES, *TRAINING, "reference", "note"]
 BASELINES = ("PCA", "ICA", "NMF", "FA")
 #: FastICA and NMF iterations: enough for these data to converge (a baseline that does
 #: not converge says so in the table's ``note``).
@@ -288,12 +290,19 @@ def validation_nll(history: pd.DataFrame, irecon: float) -> dict:
     return {"val_nll": nll, "val_nll_module": module}
 
 
+def training_end(history: pd.DataFrame, max_epochs: int) -> dict:
+    """Epochs run, the epoch whose model was kept, and whether training stopped before ``max_epochs``."""
+    return {"epochs_run": int(history["epoch"].max()), "epoch_kept": int(selected_epoch(history)["epoch"]),
+            "stopped_early": bool(history["epoch"].max() < max_epochs)}
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and s.d. over seeds of every score, one row per method (in first-seen order):
     columns method, n_seeds, <score>, <score>_sd, reference."""
     order = list(dict.fromkeys(table["method"]))
     grouped = table.groupby("method", sort=False)
-    summary = grouped[SCORES].mean().join(grouped[SCORES].std(ddof=1).add_suffix("_sd"))
+    scores = [c for c in SCORES if c in table]  # tables of earlier versions lack the newer scores
+    summary = grouped[scores].mean().join(grouped[scores].std(ddof=1).add_suffix("_sd"))
     summary.insert(0, "n_seeds", grouped["seed"].nunique())
     summary["reference"] = grouped["reference"].first()
     return summary.loc[order].reset_index()
@@ -339,9 +348,11 @@ def main_run(snakemake) -> None:
     scores = embedding_metrics(np.asarray(emb.obsm["X_ivae"])[known], reference, seed=snakemake.params.eval_seed,
                                batch=batch)
     history = pd.read_csv(snakemake.input.log_tsv, sep="\t")
+    train_params = emb.uns["ivae"]["train_params"]
+    max_epochs = int(emb.uns["ivae"].get("epochs", history["epoch"].max()))
     row = {"method": snakemake.params.method, "seed": int(snakemake.params.seed), **scores,
-           **validation_nll(history, float(emb.uns["ivae"]["train_params"]["irecon"])), "reference": kind,
-           "note": ""}
+           **validation_nll(history, float(train_params["irecon"])), **training_end(history, max_epochs),
+           "reference": kind, "note": ""}
     table = pd.DataFrame([row], columns=METRIC_COLUMNS)
     log.info("\n%s", table.to_string(index=False))
     with atomic_path(snakemake.output[0]) as tmp:

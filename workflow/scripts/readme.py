@@ -85,6 +85,19 @@ def correlation_sentence(nulls: pd.DataFrame) -> str:
     return "; ".join(parts) + "."
 
 
+def convergence_sentence(table: pd.DataFrame) -> str:
+    """How the trained models' training ended: early stopping on the held-out loss or not."""
+    trained = table.dropna(subset=["epochs_run"]) if "epochs_run" in table else table.iloc[:0]
+    if trained.empty:
+        return "no training record."
+    early = trained["stopped_early"].astype(str).str.lower().eq("true")
+    return (f"{int(early.sum())} of {len(trained)} trained models stopped early, their held-out loss no longer "
+            f"falling (epochs run: median {trained['epochs_run'].median():.0f}, range "
+            f"{trained['epochs_run'].min():.0f}–{trained['epochs_run'].max():.0f}; the kept epoch: median "
+            f"{trained['epoch_kept'].median():.0f})" + ("." if early.all() else
+            "; the others ran to their maximum, without converging by this criterion."))
+
+
 def compare(table: pd.DataFrame, a: str, b: str, metric: str) -> tuple[float, float, str]:
     """(difference of means a - b, its standard error over seeds, "higher"/"lower"/"no difference").
 
@@ -139,7 +152,7 @@ def results_markdown(datasets: dict, image_dir: str) -> str:
         n_seeds = int(summary.loc[summary["method"] == "iVAE", "n_seeds"].iloc[0])
         blocks.append(f"#### {name}\n\nClustering against {against}; trained models: mean ± s.d. over {n_seeds} "
                       f"seeds (baselines: one fit).\n\n{metrics_markdown(summary)}\n\nLatent correlation: "
-                      f"{correlation_sentence(nulls)}\n")
+                      f"{correlation_sentence(nulls)}\n\nTraining: {convergence_sentence(table)}\n")
         blocks.append("\n".join(f"![{name}: {figure.replace('_', ' ')}]({image_dir}/results_{name}_{figure}.png)"
                                 for figure in FIGURES) + "\n")
     if labelled:

@@ -348,6 +348,7 @@ def fit(
     model.eval()
     table = pd.DataFrame(history)
     table["selected"] = table["epoch"] == kept  # the epoch whose model is returned
+    table.attrs["max_epochs"] = epochs
     return model.cpu(), table
 
 
@@ -479,7 +480,8 @@ def main(snakemake) -> None:
     save_checkpoint(
         snakemake.output.model, model, gene_names=genes, model_params=asdict(model_settings),
         train_params={**asdict(settings), "device": str(device)},
-        extra={"n_cells": counts.shape[0], "covariates": {"keys": keys, "categories": categories}, "software": {
+        extra={"n_cells": counts.shape[0], "epochs": history.attrs["max_epochs"],
+               "covariates": {"keys": keys, "categories": categories}, "software": {
             **software_versions(["torch", "numpy", "anndata"]), "cuda": torch.version.cuda or "none",
             "device": f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu",
         }},
