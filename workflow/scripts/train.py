@@ -334,6 +334,7 @@ def fit(
         stop = settings.early_stopping and epoch - best["epoch"] >= settings.patience
         if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0) and epoch < epochs and not stop:
             save_training_state(checkpoint_path, fingerprint, model, optimizer, generator, history, best, device)
+        log.info("%s", format_epoch(row, epochs, n_batches * batch_size, history))
         if on_epoch is not None:
             on_epoch(row)
         if stop:
@@ -443,11 +444,14 @@ def load_training_state(path, fingerprint):
     return state
 
 
-def format_epoch(row: dict, epochs: int | str) -> str:
-    """One log line per epoch: its number (of how many, when fixed), seconds, every term."""
+def format_epoch(row: dict, epochs: int, cells_per_epoch: int, history: list) -> str:
+    """One progress line per epoch: its number of the most there will be, its seconds, the
+    training rate, the time left at most (early stopping may end sooner), every term."""
+    mean = np.mean([h["seconds"] for h in history])
+    left = (epochs - row["epoch"]) * mean
     terms = " ".join(f"{k}={row[k]:.4g}" for k in row if k not in ("epoch", "seconds"))
-    of = f"/{epochs}" if epochs != "auto" else ""
-    return f"epoch {row['epoch']}{of} {row['seconds']:.3f}s {terms}"
+    return (f"epoch {row['epoch']}/{epochs} {row['seconds']:.3f}s ({cells_per_epoch / row['seconds']:,.0f} cells/s; "
+            f"at most {left:,.0f} s left) {terms}")
 
 
 def main(snakemake) -> None:
@@ -471,7 +475,6 @@ def main(snakemake) -> None:
     try:
         model, history = fit(
             counts, model_settings, settings, covariates=codes, device=device, checkpoint_path=checkpoint,
-            on_epoch=lambda row: log.info("%s", format_epoch(row, settings.epochs)),
         )
     except InputError as exc:  # say which dataset and file
         raise InputError(f"dataset '{snakemake.wildcards.dataset}' ({snakemake.input[0]}): {exc}") from None
