@@ -103,4 +103,10 @@ def test_per_dataset_evaluation_seeds_and_methods_in_the_plan(tmp_path, counts_f
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], flags=re.M))
     assert counts["train"] == "2"  # the two main iVAEs
     assert counts["train_run"] == str((3 * 3 - 1) + (3 * 1 - 1))  # iVAE/VAE/VAE-narrow x seeds, less the mains
-    assert counts["run_metrics"] == counts["train_run"] and counts["baselines"] == "2"
+    assert counts["run_metrics"] == counts["train_run"] and counts["baselines"] == "4"  # one per seed
+
+
+def test_mapping_of_an_unknown_dataset_is_named(tmp_path, counts_file):
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file}}, "mappings": {"d": "atlas"}})
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0 and "mappings: d -> atlas: both must be datasets" in result.stderr + result.stdout

@@ -75,7 +75,8 @@ def test_metrics_table(run):
     assert list(labelled.columns) == METRIC_COLUMNS
     assert list(zip(labelled["method"], labelled["seed"])) == [
         ("iVAE", 0), ("iVAE", 1), ("VAE", 0), ("VAE", 1), ("VAE-narrow", 0), ("VAE-narrow", 1),
-        ("PCA", 0), ("ICA", 0), ("NMF", 0), ("FA", 0)]
+        ("PCA", 0), ("ICA", 0), ("NMF", 0), ("FA", 0), ("PCA", 1), ("ICA", 1), ("NMF", 1), ("FA", 1)]
+    assert labelled["stopped_early"].iloc[:6].isin([True, False]).all() and (labelled["epochs_run"].iloc[:6] <= 25).all()
     assert set(labelled["reference"]) == {"labels"}
     values = labelled[["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "corr_score", "participation_ratio"]]
     assert np.isfinite(values.to_numpy()).all()

@@ -7,7 +7,6 @@ import pytest
 import plotstyle
 from plot_embeddings import (category_order, label_title, plot_interpretative, plot_umaps,
                              umap_coordinates)
-from correlation import offdiagonal_pairs
 from correlation_nulls import correlation_nulls
 from plot_latent_correlation import plot_latent_correlation
 from plot_metrics import plot_metrics
@@ -72,12 +71,6 @@ def test_spectrum_figure(tmp_path):
     check_files(tmp_path / "s.pdf", tmp_path / "s.png", plotstyle.SINGLE_COLUMN * 1.25)
     assert method_of("results/d/runs/VAE-narrow/seed2/embedding.h5ad") == "VAE-narrow"
     assert method_of("results/d/embedding.h5ad") == "iVAE"
-
-
-def test_offdiagonal_pairs_unique_and_finite():
-    corr = np.array([[1.0, -0.5, 0.2], [-0.5, 1.0, np.nan], [0.2, np.nan, 1.0]])
-    np.testing.assert_allclose(np.sort(offdiagonal_pairs(corr)), [0.2, 0.5])
-    assert offdiagonal_pairs(np.eye(6)).size == 15
 
 
 # --- embeddings -----------------------------------------------------------------------------

@@ -308,8 +308,8 @@ def _labels(tmp_path, data, label_key):
 
 def _snake(tmp_path, name, step, **inputs):
     return SimpleNamespace(input=SimpleNamespace(**inputs), output=[str(tmp_path / f"{name}.tsv")],
-                           params=SimpleNamespace(step=step, method="iVAE", seed=3, eval_seed=0, n_components=6,
-                                                  batch_key=None),
+                           params=SimpleNamespace(step=step, method="iVAE", seed=3, eval_seed=0, fit_seed=0,
+                                                  n_components=6, batch_key=None),
                            log=[str(tmp_path / f"{name}.log")], threads=1)
 
 

@@ -154,6 +154,8 @@ def test_covariates_are_one_hot_inputs_of_encoder_and_decoder(counts):
     model = VAE(N_GENES, HIDDEN, LATENT, I_DIM, n_categories=(2, 3))
     sd = model.state_dict()
     assert sd["encoder.nn.0.weight"].shape == (HIDDEN, N_GENES + 5)
+    assert sd["encoder.nn.2.weight"].shape == (HIDDEN, HIDDEN + 5)  # every hidden layer, as scVI
+    assert sd["encoder.nn.4.weight"].shape == (2 * LATENT, HIDDEN)
     assert sd["decoder.nn.0.weight"].shape == (HIDDEN, LATENT + 5)
     assert sd["decoder.nn.2.weight"].shape == (HIDDEN, HIDDEN + 5)  # injected into both hidden layers
     assert sd["decoder.nn.4.weight"].shape == (N_GENES, HIDDEN)

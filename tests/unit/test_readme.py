@@ -20,13 +20,18 @@ def runs(means: dict, sd: float = 0.01, seeds: int = 3) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_difference_only_beyond_twice_the_standard_error():
+def test_paired_difference_over_seeds():
+    from scipy.stats import ttest_rel
+
     table = runs({"iVAE": 0.60, "VAE": 0.50, "same": 0.505})
     diff, se, call = compare(table, "iVAE", "VAE", "ARI")
     assert call == "higher" and diff == pytest.approx(0.10, abs=0.03) and se < 0.02
     assert compare(table, "same", "VAE", "ARI")[2] == "no difference"
     assert compare(table, "VAE", "iVAE", "ARI")[2] == "lower"
     assert compare(table.iloc[:4], "iVAE", "VAE", "ARI")[2] == "not enough seeds"
+    # the call is a two-sided paired t-test at 5 %
+    a, b = (table[table["method"] == m].sort_values("seed")["ARI"] for m in ("same", "VAE"))
+    assert (ttest_rel(a, b).pvalue < 0.05) == (compare(table, "same", "VAE", "ARI")[2] != "no difference")
 
 
 def test_tables_and_block_replacement():

@@ -258,8 +258,8 @@ def test_surgery_adds_zero_columns_and_trains_only_them(counts):
     torch.manual_seed(0)
     reference = VAE(200, 32, 6, 2, n_categories=(2,)).eval()
     grown, trainable = covariate_surgery(reference, [["a", "b"]], [["a", "b", "c"]])
-    assert grown.n_categories == (3,) and set(trainable) == {"encoder.nn.0.weight", "decoder.nn.0.weight",
-                                                             "decoder.nn.2.weight"}
+    assert grown.n_categories == (3,) and set(trainable) == {"encoder.nn.0.weight", "encoder.nn.2.weight",
+                                                             "decoder.nn.0.weight", "decoder.nn.2.weight"}
     # the old categories embed exactly as before; the new column starts at zero
     x = torch.as_tensor(counts[:50].toarray(), dtype=torch.float32)
     old = reference.embed(x, torch.zeros(50, 1, dtype=torch.long))

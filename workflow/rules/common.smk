@@ -35,6 +35,12 @@ SCHEMA = yaml.safe_load((SCRIPTS.parent / "schemas" / "config.schema.yaml").read
 COMPARE = (
     _COMPARE if _COMPARE is not None else SCHEMA["properties"]["compare"]["default"]
 )
+for _query, _reference in config["mappings"].items():
+    if _query not in config["datasets"] or _reference not in config["datasets"]:
+        raise ValueError(
+            f"mappings: {_query} -> {_reference}: both must be datasets of `datasets` "
+            f"({', '.join(config['datasets'])})"
+        )
 #: The models of every run: the iVAE and its controls, a plain VAE (irecon = 0) and a
 #: VAE whose latent is as narrow as the interpretative bottleneck.
 DEFAULT_METHODS = ["iVAE", "VAE", "VAE-narrow"]
@@ -241,12 +247,16 @@ def latent_dim_param(wildcards):
     return model_params(wildcards)["latent_dim"]
 
 
+def baseline_files(dataset):
+    """The linear baselines' tables, one per evaluation seed."""
+    return [f"results/{dataset}/baselines/seed{s}.tsv" for s in dataset_seeds(dataset)]
+
+
 def default_run_metrics(wildcards):
+    methods = default_methods(wildcards.dataset)
     return [
-        *run_files(
-            wildcards.dataset, default_methods(wildcards.dataset), "run_metrics.tsv"
-        ),
-        f"results/{wildcards.dataset}/baselines.tsv",
+        *run_files(wildcards.dataset, methods, "run_metrics.tsv"),
+        *baseline_files(wildcards.dataset),
     ]
 
 
@@ -254,7 +264,7 @@ def compare_run_metrics(wildcards):
     methods = [*default_methods(wildcards.dataset), *COMPARE]
     return [
         *run_files(wildcards.dataset, methods, "run_metrics.tsv"),
-        f"results/{wildcards.dataset}/baselines.tsv",
+        *baseline_files(wildcards.dataset),
     ]
 
 

@@ -8,11 +8,14 @@ rule map_genes:
         overlap="results/{query}/mapped_to/{reference}/overlap.tsv",
     log:
         "logs/map_genes/{query}/{reference}.log",
+    benchmark:
+        "benchmarks/map_genes/{query}/{reference}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb("preprocess", "counts"),
+        runtime=job_runtime("preprocess", "counts"),
     params:
         step="genes",
         query="{query}",
@@ -33,12 +36,15 @@ rule map_embed:
         "results/{query}/mapped_to/{reference}/query_embedding.h5ad",
     log:
         "logs/map_embed/{query}/{reference}.log",
+    benchmark:
+        "benchmarks/map_embed/{query}/{reference}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=job_mem_mb("train", "counts"),
+        runtime=job_runtime("embed", "counts"),
     params:
         step="embed",
         query="{query}",
@@ -57,6 +63,8 @@ rule map_transfer:
         summary="results/{query}/mapped_to/{reference}/summary.tsv",
     log:
         "logs/map_transfer/{query}/{reference}.log",
+    benchmark:
+        "benchmarks/map_transfer/{query}/{reference}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1

@@ -66,16 +66,17 @@ use rule run_metrics as run_metrics_main with:
 
 
 rule baselines:
-    """PCA, ICA, NMF and factor analysis of the log-normalised genes, scored like the models."""
+    """PCA, ICA, NMF and factor analysis of the log-normalised genes, fitted with one seed
+    per training seed, scored like the models."""
     input:
         data="results/{dataset}/preprocessed.h5ad",
         labels="results/{dataset}/cell_labels.tsv",
     output:
-        "results/{dataset}/baselines.tsv",
+        "results/{dataset}/baselines/seed{seed}.tsv",
     log:
-        "logs/baselines/{dataset}.log",
+        "logs/baselines/{dataset}/seed{seed}.log",
     benchmark:
-        "benchmarks/baselines/{dataset}.tsv"
+        "benchmarks/baselines/{dataset}/seed{seed}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 2
@@ -84,6 +85,7 @@ rule baselines:
         runtime=job_runtime("metrics", "data"),
     params:
         step="baselines",
+        fit_seed="{seed}",
         eval_seed=eval_seed,
         batch_key=dataset_entry("batch_key"),
         n_components=latent_dim_param,

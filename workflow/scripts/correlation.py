@@ -51,12 +51,6 @@ def mean_abs_offdiagonal(corr: np.ndarray) -> float:
     return float(np.nanmean(np.abs(off))) if off.size else float("nan")
 
 
-def offdiagonal_pairs(corr: np.ndarray) -> np.ndarray:
-    """|r| of the d(d-1)/2 unique component pairs (upper triangle), undefined ones dropped."""
-    values = np.abs(corr[np.triu_indices(corr.shape[0], k=1)])
-    return values[np.isfinite(values)]
-
-
 def correlation_score(latent) -> float:
     """The iVAE paper's Pearson correlation score of a latent (cells x d components).
 

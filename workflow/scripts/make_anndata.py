@@ -6,7 +6,8 @@ in ``obs``) with, from the main iVAE: ``obsm["X_ivae"]`` (posterior mean), ``X_i
 (the i_dim interpretative embedding) and ``X_ivae_ld`` (the latent after the module); the
 15-nearest-neighbour graph of ``X_ivae`` (``obsp``, ``uns["neighbors"]``) and its UMAP
 (``obsm["X_umap"]``); the cell labels (``obs["cluster"]``, ``label``, ``label_source``);
-and the run's parameters in ``uns["ivae"]`` (model, training, covariates, software).
+and the run's parameters in ``uns["ivae"]`` (model, training, covariates, epochs) and
+``uns["preprocess"]``.
 """
 
 import numpy as np

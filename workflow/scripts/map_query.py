@@ -9,11 +9,14 @@ Three steps, each a rule (the first and last need scanpy, the middle one PyTorch
 2. ``embed``: the reference's model embeds the query in eval mode. A reference trained with
    covariates needs the same obs columns in the query; categories it never saw (new
    samples) get weights of their own, trained on the query alone, every other weight
-   frozen (scArches' architecture surgery; ``mapping.surgery_epochs``).
+   frozen (scArches' architecture surgery; ``mapping.surgery_epochs``, the reference's
+   other training settings and seed, CUDA when present).
 3. ``transfer``: each query cell's label is the majority among its ``mapping.n_neighbors``
    nearest reference cells in the latent (``X_ivae``), with the fraction of them that agree
    as its confidence; the query is placed on the reference's UMAP (scanpy's ``ingest``).
-   Where the query has its own labels, their agreement with the transferred ones is reported.
+   The reference's labels are whatever its cell_labels.tsv holds (``label_source``: its own
+   labels, marker-named clusters or clusters), recorded with the result. Where the query
+   has its own labels, their agreement with the transferred ones is reported.
 """
 
 import numpy as np
@@ -26,8 +29,12 @@ from common_io import InputError, atomic_path, log, read_counts, setup_logging, 
 def match_genes(query_var: pd.DataFrame, reference_var: pd.DataFrame) -> tuple[np.ndarray, str]:
     """(for each reference gene, the query column holding it or -1; "Ensembl ID" or "name").
 
-    IDs are used when both have a ``gene_ids`` column, names otherwise."""
-    if "gene_ids" in query_var and "gene_ids" in reference_var and reference_var["gene_ids"].notna().all():
+    IDs are used when both have a complete, unique ``gene_ids`` column, names otherwise."""
+
+    def usable(var: pd.DataFrame) -> bool:
+        return "gene_ids" in var and var["gene_ids"].notna().all() and var["gene_ids"].is_unique
+
+    if usable(query_var) and usable(reference_var):
         query, reference, how = query_var["gene_ids"].astype(str), reference_var["gene_ids"].astype(str), "Ensembl ID"
     else:
         query, reference, how = query_var.index.astype(str), reference_var.index.astype(str), "name"
@@ -92,8 +99,9 @@ def step_embed(snakemake) -> None:
     from common_io import covariate_codes, load_checkpoint
     from embed import embed
     from model import ModelSettings
-    from train import TrainSettings, covariate_surgery, fit
+    from train import TrainSettings, covariate_surgery, fit, resolve_device
 
+    torch.set_num_threads(snakemake.threads)
     query = ad.read_h5ad(snakemake.input.counts)
     model, ckpt = load_checkpoint(snakemake.input.model)
     covariates = ckpt.get("covariates", {"keys": [], "categories": []})
@@ -112,15 +120,15 @@ def step_embed(snakemake) -> None:
                      {k: g[len(c):] for k, c, g in zip(covariates["keys"], categories, grown)})
             model, trainable = covariate_surgery(model, categories, grown)
             codes, categories = covariate_codes(query.obs, covariates["keys"], grown, what=what)
-            counts = sp.csr_matrix(query.X)
-            params = ckpt["model_params"]
-            settings = TrainSettings.from_config({**ckpt["train_params"], "device": "cpu", "seed": 0,
-                                                  "epochs": snakemake.params.surgery_epochs, "compile": False})
-            model, _ = fit(counts, ModelSettings(**{**params, "n_categories": tuple(map(len, grown))}), settings,
-                           covariates=codes, initial=model, trainable=trainable)
+            # the reference's training settings and seed, at most surgery_epochs epochs, on this machine
+            settings = TrainSettings.from_config({**ckpt["train_params"], "device": "auto", "compile": False,
+                                                  "epochs": snakemake.params.surgery_epochs})
+            device = resolve_device(settings.device)
+            model, _ = fit(sp.csr_matrix(query.X), ModelSettings(**{**ckpt["model_params"],
+                                                                    "n_categories": tuple(map(len, grown))}),
+                           settings, covariates=codes, initial=model, trainable=trainable, device=device)
         else:
             codes, _ = covariate_codes(query.obs, covariates["keys"], categories, what=what)
-    torch.set_num_threads(snakemake.threads)
     latent, interp, after = embed(model, sp.csr_matrix(query.X), covariates=codes)
     out = ad.AnnData(obs=query.obs)
     out.obsm["X_ivae"], out.obsm["X_ivae_interp"], out.obsm["X_ivae_ld"] = latent, interp, after
@@ -145,7 +153,8 @@ def step_transfer(snakemake) -> None:
     projected.obsm["X_ivae"] = query.obsm["X_ivae"]
     sc.tl.ingest(projected, reference, obs=None, embedding_method="umap")
     query.obsm["X_umap"] = projected.obsm["X_umap"]
-    summary = {"query_cells": query.n_obs, "median_confidence": float(np.median(confidence)),
+    label_source = str(reference.obs["label_source"].iloc[0])
+    summary = {"query_cells": query.n_obs, "label_source": label_source, "median_confidence": float(np.median(confidence)),
                **{k: query.uns["mapping"][k] for k in ("genes_found", "genes", "overlap", "matched_by")}}
     if params.label_key:
         own = query.obs[params.label_key].astype(str).to_numpy()

@@ -10,10 +10,10 @@ The interface is scvi-tools' (``scvi.module.VAE``): ``inference(counts, covariat
 the library size live here, so that the loss, the trainer and embedding extraction never
 repeat them. ``forward(x)`` still returns the reference's seven outputs.
 
-Categorical covariates (e.g. the sample of each cell) enter as one-hot columns, as in
-scVI: beside the counts at the encoder's input, and beside the latent and the hidden
-layer at the decoder's hidden layers. Without covariates the networks, their weights at
-a given seed and their outputs are exactly the reference's.
+Categorical covariates (e.g. the sample of each cell) enter as one-hot columns beside the
+input of every hidden layer, of the encoder and of the decoder, as scVI does by default
+(``deeply_inject_covariates``); not beside the output layers. Without covariates the
+networks, their weights at a given seed and their outputs are exactly the reference's.
 
 Losses live in ``losses.py`` and the training loop in ``train.py``.
 """
@@ -55,8 +55,18 @@ def posterior_scale(q_s: torch.Tensor) -> torch.Tensor:
     return F.softplus(q_s) + MIN_SCALE
 
 
-def _with(h: torch.Tensor, covariates: torch.Tensor | None) -> torch.Tensor:
-    return h if covariates is None else torch.cat([h, covariates], dim=-1)
+#: Indices, in the encoder's and the decoder's ``nn.Sequential``, of the layers that take
+#: the one-hot covariates beside their input: the two hidden layers.
+COVARIATE_LAYERS = (0, 2)
+
+
+def _run(layers: nn.Sequential, h: torch.Tensor, covariates: torch.Tensor | None) -> torch.Tensor:
+    """``layers`` on ``h``, the covariates concatenated to the input of COVARIATE_LAYERS."""
+    if covariates is None:
+        return layers(h)
+    for i, layer in enumerate(layers):
+        h = layer(torch.cat([h, covariates], dim=-1) if i in COVARIATE_LAYERS else h)
+    return h
 
 
 class Encoder(nn.Module):
@@ -68,7 +78,7 @@ class Encoder(nn.Module):
         self.nn = nn.Sequential(
             nn.Linear(n_genes + n_covariates, hidden_dim),
             nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim),
+            nn.Linear(hidden_dim + n_covariates, hidden_dim),
             nn.ReLU(),
             nn.Linear(hidden_dim, latent_dim * 2),
         )
@@ -76,7 +86,7 @@ class Encoder(nn.Module):
 
     def moments(self, x: torch.Tensor, covariates: torch.Tensor | None = None):
         """(q_m, q_s): the posterior mean and raw scale, without sampling."""
-        out = self.nn(_with(x, covariates))
+        out = _run(self.nn, x, covariates)
         return out[:, : self.latent_dim], out[:, self.latent_dim :]
 
     def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None):
@@ -90,8 +100,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """p(x | z): latent (and one-hot covariates) -> expression proportions over genes (rows sum to 1).
 
-    ``disp`` holds the per-gene log inverse dispersion: theta = exp(disp). Covariates go
-    into both hidden layers (scVI's ``inject_covariates``), not the output layer.
+    ``disp`` holds the per-gene log inverse dispersion: theta = exp(disp).
     """
 
     def __init__(self, n_genes: int, hidden_dim: int, latent_dim: int, n_covariates: int = 0):
@@ -108,12 +117,7 @@ class Decoder(nn.Module):
         self.apply(init_weights)
 
     def forward(self, z: torch.Tensor, covariates: torch.Tensor | None = None) -> torch.Tensor:
-        if covariates is None:
-            return self.nn(z)
-        h = z
-        for i, layer in enumerate(self.nn):
-            h = layer(_with(h, covariates) if i in (0, 2) else h)
-        return h
+        return _run(self.nn, z, covariates)
 
 
 class VAE(nn.Module):

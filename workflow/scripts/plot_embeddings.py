@@ -51,7 +51,7 @@ def point_size(n: int) -> float:
     return float(np.clip(4000.0 / max(n, 1), 0.3, 8.0))
 
 
-def _scatter_by_label(ax, coords, labels, order, colours, *, seed=0):
+def scatter_by_label(ax, coords, labels, order, colours, *, seed=0):
     """Scatter cells coloured by label, in a random (seeded) order so no group hides another."""
     labels = np.asarray(labels).astype(str)
     perm = np.random.default_rng(seed).permutation(len(labels))
@@ -60,7 +60,7 @@ def _scatter_by_label(ax, coords, labels, order, colours, *, seed=0):
                s=point_size(len(labels)), lw=0, rasterized=True)
 
 
-def _label_handles(order, colours, labels):
+def label_handles(order, colours, labels):
     from matplotlib.lines import Line2D
 
     counts = pd.Series(np.asarray(labels).astype(str)).value_counts()
@@ -68,11 +68,11 @@ def _label_handles(order, colours, labels):
             for name, colour in zip(order, colours)]
 
 
-def _legend_columns(n: int) -> int:
+def legend_columns(n: int) -> int:
     return 1 if n <= 16 else int(np.ceil(n / 16))
 
 
-def _style_axes(ax, xlabel, ylabel):
+def style_axes(ax, xlabel, ylabel):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_xticks([])
@@ -94,7 +94,7 @@ def plot_interpretative(interp: np.ndarray, labels, *, label_title: str, dataset
     colours = plotstyle.categorical_colors(len(order))
     fig, ax = plt.subplots(figsize=(plotstyle.SINGLE_COLUMN, plotstyle.SINGLE_COLUMN * 0.78), layout="constrained")
     if k >= 2:
-        _scatter_by_label(ax, interp[:, :2], labels, order, colours)
+        scatter_by_label(ax, interp[:, :2], labels, order, colours)
         ax.set_xlabel("Interpretative component 1")
         ax.set_ylabel("Interpretative component 2")
         what = "first two of " if k > 2 else ""
@@ -103,16 +103,16 @@ def plot_interpretative(interp: np.ndarray, labels, *, label_title: str, dataset
         rows = {name: i for i, name in enumerate(order)}
         jitter = np.random.default_rng(0).uniform(-0.3, 0.3, n)
         y = np.array([rows[lab] for lab in labels]) + jitter
-        _scatter_by_label(ax, np.column_stack([interp[:, 0], y]), labels, order, colours)
+        scatter_by_label(ax, np.column_stack([interp[:, 0], y]), labels, order, colours)
         ax.set_yticks(range(len(order)), order)
         ax.invert_yaxis()
         ax.set_xlabel("Interpretative component 1")
         ax.set_ylabel(label_title)
         ax.set_title(f"{dataset}: interpretative embedding\n(1 component, n = {n:,} cells)")
     ax.tick_params(length=2)
-    ax.legend(handles=_label_handles(order, colours, labels), title=label_title, loc="center left",
+    ax.legend(handles=label_handles(order, colours, labels), title=label_title, loc="center left",
               bbox_to_anchor=(1.01, 0.5), frameon=False, handletextpad=0.1, borderaxespad=0,
-              ncols=_legend_columns(len(order)), columnspacing=0.6, title_fontsize=6)
+              ncols=legend_columns(len(order)), columnspacing=0.6, title_fontsize=6)
     plotstyle.save(fig, pdf, png)
     return order
 
@@ -161,25 +161,25 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
     image = None
     for row, (name, coords) in enumerate(umaps.items()):
         coords = np.asarray(coords)
-        _scatter_by_label(axes["label"][row], coords, labels, order, colours)
+        scatter_by_label(axes["label"][row], coords, labels, order, colours)
         if batch is not None:
-            _scatter_by_label(axes["batch"][row], coords, batch, batch_order, batch_colours)
+            scatter_by_label(axes["batch"][row], coords, batch, batch_order, batch_colours)
         image = axes["counts"][row].scatter(coords[perm, 0], coords[perm, 1],
                                             c=np.clip(counts[perm], norm.vmin, None) if norm else counts[perm],
                                             cmap=plotstyle.SEQUENTIAL, norm=norm, s=point_size(len(counts)), lw=0,
                                             rasterized=True)
         for column in axes.values():
             column[row].set_title(name)
-            _style_axes(column[row], "UMAP 1", "UMAP 2")
+            style_axes(column[row], "UMAP 1", "UMAP 2")
     subfigs["label"].suptitle(f"Colour: {label_title}", fontsize=7, fontweight="bold")
-    subfigs["label"].legend(handles=_label_handles(order, colours, labels), title=label_title,
+    subfigs["label"].legend(handles=label_handles(order, colours, labels), title=label_title,
                             loc="outside right center", frameon=False, handletextpad=0.1,
-                            ncols=_legend_columns(len(order)), columnspacing=0.6, title_fontsize=6)
+                            ncols=legend_columns(len(order)), columnspacing=0.6, title_fontsize=6)
     if batch is not None:
         subfigs["batch"].suptitle(f"Colour: {batch_title}", fontsize=7, fontweight="bold")
-        subfigs["batch"].legend(handles=_label_handles(batch_order, batch_colours, batch), title=batch_title,
+        subfigs["batch"].legend(handles=label_handles(batch_order, batch_colours, batch), title=batch_title,
                                 loc="outside right center", frameon=False, handletextpad=0.1,
-                                ncols=_legend_columns(len(batch_order)), title_fontsize=6)
+                                ncols=legend_columns(len(batch_order)), title_fontsize=6)
     subfigs["counts"].suptitle("Colour: total counts (UMIs)", fontsize=7, fontweight="bold")
     cbar = subfigs["counts"].colorbar(image, ax=axes["counts"], shrink=0.6, aspect=30, pad=0.03)
     cbar.set_label("Total counts (UMIs)")

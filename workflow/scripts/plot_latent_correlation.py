@@ -40,9 +40,10 @@ def _matrix(ax, corr, title, name, cmap):
     return image
 
 
-def _nulls(ax, summary: pd.DataFrame, draws: pd.DataFrame):
+def _nulls(ax, summary: pd.DataFrame, draws: pd.DataFrame, others: pd.DataFrame | None = None):
     """Each panel's null draws (grey points on a band over their 2.5-97.5 % range), the
-    observed value (diamond) and, after the module, the best rank-i_dim projection of z."""
+    observed value (diamond; the other training seeds' as hollow diamonds) and, after the
+    module, the best rank-i_dim projection of z."""
     from matplotlib.lines import Line2D
 
     rng = np.random.default_rng(0)
@@ -55,6 +56,10 @@ def _nulls(ax, summary: pd.DataFrame, draws: pd.DataFrame):
         if np.isfinite(row.get("rank_i_dim", np.nan)):
             ax.plot([row["rank_i_dim"]] * 2, [y - 0.22, y + 0.22], color="black", lw=1.2, zorder=3)
         ax.scatter([row["observed"]], [y], marker="D", s=30, color=colour, edgecolor="black", lw=0.5, zorder=4)
+        if others is not None and len(others):
+            seeds = others.loc[others["panel"] == panel, "observed"]
+            ax.scatter(seeds, [y] * len(seeds), marker="D", s=14, facecolor="none", edgecolor=colour, lw=0.7,
+                       zorder=5)
         ax.annotate(f"observed {row['observed']:.2f}, null {row['null_mean']:.2f} "
                     f"[{row['null_low']:.2f}\u2013{row['null_high']:.2f}]: percentile {row['percentile']:.0f}",
                     (0.01, y + 0.3), xycoords=("axes fraction", "data"), fontsize=5, va="top")
@@ -64,7 +69,8 @@ def _nulls(ax, summary: pd.DataFrame, draws: pd.DataFrame):
     ax.set_xlim(0, 1)
     ax.set_xlabel("Mean |off-diagonal r|")
     ax.set_title("Observed vs what chance (z) and the\nmodule's architecture (ld) give")
-    handles = [Line2D([], [], ls="", marker="D", ms=4, mfc="white", mec="black", label="observed"),
+    handles = [Line2D([], [], ls="", marker="D", ms=4, mfc="0.5", mec="black", label="observed"),
+               Line2D([], [], ls="", marker="D", ms=3, mfc="none", mec="0.3", label="other training seeds"),
                Line2D([], [], ls="", marker="o", ms=2, color="0.45", label=f"null ({int(summary['n_draws'].iloc[0])} draws)"),
                Line2D([], [], color="0.8", lw=5, label="null 95 % range"),
                Line2D([], [], color="black", lw=1.2, label="best rank-i_dim\nprojection of z")]
@@ -74,8 +80,9 @@ def _nulls(ax, summary: pd.DataFrame, draws: pd.DataFrame):
 
 
 def plot_latent_correlation(latent: np.ndarray, after: np.ndarray, summary: pd.DataFrame, draws: pd.DataFrame, *,
-                            dataset: str, pdf: str, png: str) -> dict:
-    """Draw the figure for one model (``summary``/``draws``: its rows of the null tables).
+                            dataset: str, pdf: str, png: str, others: pd.DataFrame | None = None) -> dict:
+    """Draw the figure for one model (``summary``/``draws``: its rows of the null tables;
+    ``others``: the other training seeds' rows of the summary, drawn beside it).
 
     Returns the mean |off-diagonal r| of each matrix: ``{"before": ..., "after": ...}``.
     """
@@ -91,7 +98,7 @@ def plot_latent_correlation(latent: np.ndarray, after: np.ndarray, summary: pd.D
     cbar = fig.colorbar(image, ax=axes[:2], shrink=0.85, aspect=25, pad=0.02)
     cbar.set_label("Pearson correlation r")
     cbar.ax.tick_params(length=2)
-    _nulls(axes[2], summary, draws)
+    _nulls(axes[2], summary, draws, others)
     fig.suptitle(f"{dataset}: correlation between latent components (n = {latent.shape[0]:,} cells)")
     plotstyle.save(fig, pdf, png)
     return {key: mean_abs_offdiagonal(corr) for key, corr in corrs.items()}
@@ -107,7 +114,8 @@ def main(snakemake) -> None:
     draws = pd.read_csv(snakemake.input.draws, sep="\t")
     scores = plot_latent_correlation(emb.obsm["X_ivae"], emb.obsm["X_ivae_ld"], summary[summary["seed"] == seed],
                                      draws[draws["seed"] == seed], dataset=snakemake.wildcards.dataset,
-                                     pdf=snakemake.output.pdf, png=snakemake.output.png)
+                                     pdf=snakemake.output.pdf, png=snakemake.output.png,
+                                     others=summary[summary["seed"] != seed])
     log.info("mean |off-diagonal r|: before %.3f, after %.3f", scores["before"], scores["after"])
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 import plotstyle
 from common_io import log, setup_logging
+from metrics import BASELINES
 
 #: (metric, axis label, panel note) in panel order; the note says which direction is better.
 METRICS = [
@@ -28,13 +29,15 @@ METRICS = [
     ("corr_score", "Correlation score", "higher: more correlated"),
     ("participation_ratio", "Participation ratio", "effective dimensions"),
     ("val_nll", "Held-out NB NLL from z", "lower is better"),
+    ("batch_ASW", "Batch ASW within cell types", "higher: better mixed"),
+    ("graph_connectivity", "kNN graph connectivity", "higher: better mixed"),
+    ("batch_entropy", "kNN batch entropy", "higher: better mixed"),
 ]
 REFERENCES = {
     "labels": "against the dataset's cell-type labels",
     "clusters": "against Leiden clusters of the log-normalised genes (no labels: this reference "
                 "is built from the same genes as PCA and favours the linear baselines)",
 }
-BASELINES = ("PCA", "ICA", "NMF", "FA")
 
 
 def _format(value: float) -> str:

@@ -28,7 +28,6 @@ SEQUENTIAL = "viridis"
 METHOD_COLORS = {"iVAE": "#D55E00", "VAE": "#0072B2", "VAE-narrow": "#56B4E9", "beta-VAE": "#009E73",
                  "DIP-VAE-II": "#E69F00", "beta-TC-VAE": "#CC79A7", "InfoVAE": "#000000"}
 BASELINE_GREY = "#9A9A9A"
-BASELINES = ("PCA", "ICA", "NMF", "FA")
 #: "Before" / "after" the interpretative module (Okabe-Ito blue and vermillion).
 BEFORE_AFTER = ("#0072B2", "#D55E00")
 
@@ -78,7 +77,9 @@ def categorical_colors(n: int) -> list:
 
 
 def method_colour(method: str) -> str:
-    """The colour of a model (METHOD_COLORS; grey for a baseline; else by its name's hash)."""
+    """The colour of a model (METHOD_COLORS; grey for a linear baseline; else by its name)."""
+    from metrics import BASELINES
+
     if method in BASELINES:
         return BASELINE_GREY
     if method in METHOD_COLORS:

@@ -19,7 +19,7 @@ import torch
 from common_io import (InputError, atomic_path, covariate_codes, log, read_counts_layer, save_checkpoint,
                        setup_logging, software_versions)
 from losses import LOSS_TERMS, LossWeights, ivae_loss
-from model import VAE, ModelSettings
+from model import COVARIATE_LAYERS, VAE, ModelSettings
 from sizing import auto_epochs
 
 
@@ -94,6 +94,8 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 #: ``compile: auto`` compiles the loss for runs of at least this many steps.
 COMPILE_MIN_STEPS = 5000
+#: For ``compile: auto`` with early stopping: the epochs expected, in units of the patience.
+EARLY_STOP_EPOCHS_PER_PATIENCE = 5
 #: On the CPU, matrices up to this size are densified once; larger ones stay sparse.
 CPU_DENSE_LIMIT_BYTES = 2 << 30
 #: On CUDA, the dense matrix may take up to this fraction of the free device memory.
@@ -282,8 +284,9 @@ def fit(
     n_batches = n_train // batch_size
     n_steps = epochs * n_batches
     compile_loss = settings.compile
-    if compile_loss == "auto":
-        compile_loss = n_steps >= COMPILE_MIN_STEPS
+    if compile_loss == "auto":  # early stopping usually ends within a few times its patience
+        expected = min(epochs, EARLY_STOP_EPOCHS_PER_PATIENCE * settings.patience) if settings.early_stopping else epochs
+        compile_loss = expected * n_batches >= COMPILE_MIN_STEPS
 
     def compute(batch, batch_codes):
         return ivae_loss(model, batch, weights, n_train, batch_codes)
@@ -328,7 +331,7 @@ def fit(
                 f"training diverged at epoch {epoch}: non-finite {', '.join(bad)}; lower train.lr or check the input."
             )
         history.append(row)
-        if held_out is not None and (best is None or row["val_loss"] < best["val_loss"]):
+        if settings.early_stopping and (best is None or row["val_loss"] < best["val_loss"]):
             best = {"epoch": epoch, "val_loss": row["val_loss"],
                     "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         stop = settings.early_stopping and epoch - best["epoch"] >= settings.patience
@@ -353,8 +356,8 @@ def fit(
     return model.cpu(), table
 
 
-#: Layers whose inputs end with the one-hot covariates: (parameter, width of the rest).
-COVARIATE_LAYERS = ("encoder.nn.0.weight", "decoder.nn.0.weight", "decoder.nn.2.weight")
+#: Weights whose inputs end with the one-hot covariates (model.COVARIATE_LAYERS).
+COVARIATE_WEIGHTS = tuple(f"{part}.nn.{i}.weight" for part in ("encoder", "decoder") for i in COVARIATE_LAYERS)
 
 
 def covariate_surgery(model: VAE, old: list[list[str]], new: list[list[str]]) -> tuple[VAE, dict]:
@@ -362,9 +365,10 @@ def covariate_surgery(model: VAE, old: list[list[str]], new: list[list[str]]) ->
     of its new one), and the ``trainable`` masks of fit() that let only the new categories'
     weights learn (scArches' architecture surgery, Lotfollahi et al. 2022).
 
-    The one-hot columns of the new categories are added, zero, to every layer that takes
-    the covariates (the encoder's input layer, the decoder's hidden layers); everything else
-    is the reference's, unchanged.
+    The one-hot columns of the new categories are added to every layer that takes the
+    covariates (the hidden layers of encoder and decoder), initialised at zero: a new sample
+    starts as no sample in particular and learns its own shift; everything else is the
+    reference's, unchanged.
     """
     if len(old) != len(new) or any(list(n[:len(o)]) != list(o) for o, n in zip(old, new)):
         raise ValueError("new covariate categories must extend the old ones, covariate by covariate")
@@ -372,7 +376,7 @@ def covariate_surgery(model: VAE, old: list[list[str]], new: list[list[str]]) ->
                 model.encoder.latent_dim, model.latent_encoder.out_features, tuple(map(len, new)))
     state, trainable = dict(model.state_dict()), {}
     old_offsets, new_offsets = np.cumsum([0, *map(len, old)]), np.cumsum([0, *map(len, new)])
-    for name in COVARIATE_LAYERS:
+    for name in COVARIATE_WEIGHTS:
         weight = state[name]
         rest = weight.shape[1] - sum(map(len, old))
         wide = torch.zeros(weight.shape[0], rest + sum(map(len, new)))
