@@ -153,6 +153,7 @@ def test_same_config_same_embedding_on_cpu(run, tmp_path):
     shutil.copytree(workdir / "data", tmp_path / "data")
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["datasets"] = {"small10x": cfg["datasets"]["small10x"]}
+    del cfg["mappings"]
     write_config(tmp_path, cfg)
     snakemake(tmp_path, "results/small10x/embedding.h5ad")
     a = ad.read_h5ad(workdir / "results" / "small10x" / "embedding.h5ad").obsm["X_ivae"]
@@ -182,6 +183,7 @@ def test_sweep(run):
     original = (workdir / "config.yaml").read_text()
     cfg = yaml.safe_load(original)
     cfg["datasets"] = {"pbmc68k": cfg["datasets"]["pbmc68k"]}
+    del cfg["mappings"]
     cfg["sweep"] = {"train": {"irecon": [1.0, 5.0]}, "model": {"i_dim": [3]}}
     write_config(workdir, cfg)
     try:
