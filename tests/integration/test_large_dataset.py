@@ -40,8 +40,9 @@ def test_default_target_on_13999_cells_with_a_sample_covariate(kang):
     assert len(labels) == pre.n_obs and labels["cluster"].nunique() > 5
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
     assert set(metrics["method"]) == {"iVAE", "VAE", "VAE-narrow", "iVAE-no-covariates", "PCA", "ICA", "NMF", "FA"}
-    mixing = metrics[["batch_ASW", "graph_connectivity", "batch_entropy"]]
-    assert np.isfinite(mixing.to_numpy()).all() and mixing.le(1).all().all()
+    # no cell-type labels here: batch mixing within Leiden clusters of the uncorrected data would
+    # mean little, so it is left out (NaN); the labelled multi-sample evidence run computes it
+    assert metrics[["batch_ASW", "graph_connectivity", "batch_entropy"]].isna().all().all()
     for figure in ("umap", "latent_correlation", "metrics", "qc", "interpretative_embedding", "training_curves",
                    "spectrum", "component_genes"):
         assert (res / "figures" / f"{figure}.png").stat().st_size > 50_000, figure
@@ -59,7 +60,7 @@ def test_new_sample_mapped_by_surgery(kang, pbmc68k_counts):
         "mappings": {"query": "kang"}, "mapping": {"surgery_epochs": 5, "min_gene_overlap": 0.1}})
     snakemake(kang, "map")
     mapped = ad.read_h5ad(kang / "results" / "query" / "mapped_to" / "kang" / "embedding.h5ad")
-    assert mapped.uns["mapping"]["categories"]["sample"] == ["ctrl", "stim", "pbmc68k"]
+    assert list(mapped.uns["mapping"]["categories"]["sample"]) == ["ctrl", "stim", "pbmc68k"]
     assert np.isfinite(mapped.obsm["X_umap"]).all() and mapped.obs["label_confidence"].between(0, 1).all()
     log = (kang / "logs" / "map_embed" / "query" / "kang.log").read_text()
     assert "new categories {'sample': ['pbmc68k']}" in log and "training their weights only" in log

@@ -378,7 +378,7 @@ def no_covariate_embedding(wildcards):
     """The embedding of the iVAE without covariates (the main seed), where the dataset has any."""
     if not has_covariates(wildcards.dataset):
         return []
-    return main_seed_file(NO_COVARIATE, "embedding.h5ad")(wildcards)
+    return [main_seed_file(NO_COVARIATE, "embedding.h5ad")(wildcards)]
 
 
 wildcard_constraints:
