@@ -23,7 +23,7 @@ def test_outputs_contents(run, pbmc68k_counts):
 
     ckpt = torch.load(res / "model.pt", weights_only=True)
     assert ckpt["gene_names"] == list(pre.var_names)
-    assert ckpt["model_params"] == {"n_genes": 500, "hidden_dim": 64, "latent_dim": 8, "i_dim": 2,
+    assert ckpt["model_params"] == {"n_genes": 500, "hidden_dim": 64, "latent_dim": 8, "i_dim": 4,
                                     "n_categories": []}
     assert ckpt["train_params"]["epochs"] == 25 and ckpt["train_params"]["irecon"] == 5.0
 
@@ -85,7 +85,7 @@ def test_metrics_table(run):
     trained = labelled[labelled["method"].isin(["iVAE", "VAE", "VAE-narrow"])]
     assert np.isfinite(trained["val_nll"]).all() and labelled["val_nll_module"].notna().sum() == 2  # iVAE only
     narrow = labelled[labelled["method"] == "VAE-narrow"]
-    assert (narrow["participation_ratio"] <= 2.0 + 1e-9).all()  # its latent has i_dim = 2 components
+    assert (narrow["participation_ratio"] <= 4.0 + 1e-9).all()  # its latent has i_dim = 4 components
     summary = pd.read_csv(res / "metrics_summary.tsv", sep="\t").set_index("method")
     ivae = labelled[labelled["method"] == "iVAE"]["ARI"]
     assert summary.loc["iVAE", "ARI"] == pytest.approx(ivae.mean()) and summary.loc["iVAE", "n_seeds"] == 2
@@ -243,7 +243,7 @@ def test_component_genes_table(run):
     res = workdir / "results" / "pbmc68k"
     table = pd.read_csv(res / "component_genes.tsv", sep="\t", dtype={"gene": str}, keep_default_na=False)
     assert set(table["space"]) == {"latent", "interpretative"}
-    assert table.groupby("space")["component"].nunique().to_dict() == {"latent": 8, "interpretative": 2}
+    assert table.groupby("space")["component"].nunique().to_dict() == {"latent": 8, "interpretative": 4}
     assert (table.groupby(["space", "component"]).size() == 500).all()  # every modelled gene
     assert np.isfinite(table["log2fc"]).all() and table["correlation"].abs().max() <= 1
     assert (res / "figures" / "component_genes.png").stat().st_size > 50_000
