@@ -110,3 +110,10 @@ def test_mapping_of_an_unknown_dataset_is_named(tmp_path, counts_file):
     write_config(tmp_path, {"datasets": {"d": {"path": counts_file}}, "mappings": {"d": "atlas"}})
     result = snakemake(tmp_path, "--dry-run", check=False)
     assert result.returncode != 0 and "mappings: d -> atlas: both must be datasets" in result.stderr + result.stdout
+
+
+def test_i_dim_not_below_latent_dim_is_named_before_running(tmp_path, counts_file):
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file, "model": {"latent_dim": 4}}}})
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    out = result.stderr + result.stdout
+    assert result.returncode != 0 and "datasets.d: model.i_dim (4) must be smaller than model.latent_dim (4)" in out

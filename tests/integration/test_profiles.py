@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from integration_helpers import REPO
@@ -23,9 +24,9 @@ def test_slurm_profile():
     for rule, resources in profile["set-resources"].items():
         extra = str(resources.get("slurm_extra", ""))
         assert "--gres" not in extra and "--gpus" not in extra, rule
-    # the GPU request comes from the training rules themselves (resources: gpu=1)
+    # the GPU request comes from the training rules themselves (sizing.training_claims)
     train_rule = (REPO / "workflow" / "rules" / "train.smk").read_text()
-    assert "gpu=1" in train_rule
+    assert 'gpu=training_claim("gpu")' in train_rule
 
 
 def test_default_profile():
@@ -33,9 +34,12 @@ def test_default_profile():
     assert profile["cores"] == "all" and "gpu=1" in profile["resources"]
 
 
-def test_workstation_profile_runs_one_gpu_job_at_a_time(pbmc68k_counts, tmp_path):
-    """With cores to spare, the two training jobs (iVAE and VAE) still run one after the
-    other under profiles/default (gpu=1): the second starts only after the first finished."""
+@pytest.mark.parametrize("gpu", [True, False], ids=["gpu", "cpu-only"])
+def test_workstation_profile_one_gpu_job_at_a_time_cpu_jobs_side_by_side(gpu, pbmc68k_counts, tmp_path):
+    """With cores to spare, the two training jobs (iVAE and VAE) run one after the other under
+    profiles/default (gpu=1) on a machine with a GPU (here an nvidia-smi on the PATH; torch
+    still trains on the CPU), and side by side, one thread each, on a machine without one."""
+    import os
     import re
 
     from integration_helpers import snakemake, write_config
@@ -44,15 +48,30 @@ def test_workstation_profile_runs_one_gpu_job_at_a_time(pbmc68k_counts, tmp_path
     pbmc68k_counts[:300].write_h5ad(tmp_path / "data" / "d.h5ad")
     write_config(tmp_path, {"datasets": {"d": {"path": "data/d.h5ad"}},
                             "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None, "n_top_genes": 200},
-                            "model": {"hidden_dim": 32, "latent_dim": 4}, "train": {"epochs": 2, "batch_size": 64}})
-    result = snakemake(tmp_path, "--cores", "8", "--set-threads", "train=1", "train_run=1",
-                       "--workflow-profile", str(REPO / "profiles" / "default"),
-                       "results/d/model.pt", "results/d/runs/VAE/seed0/model.pt")
+                            "model": {"hidden_dim": 32, "latent_dim": 4, "i_dim": 2}, "train": {"epochs": 2, "batch_size": 64}})
+    env = dict(os.environ)
+    if gpu:
+        fake = tmp_path / "bin" / "nvidia-smi"
+        fake.parent.mkdir()
+        fake.write_text("#!/bin/sh\nexit 0\n")
+        fake.chmod(0o755)
+        env["PATH"] = f"{fake.parent}{os.pathsep}{env['PATH']}"
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = "-1"  # no GPU, even on a machine with one
+    threads = ["--set-threads", "train=1", "train_run=1"] if gpu else []
+    result = snakemake(tmp_path, "--cores", "8", *threads, "--workflow-profile", str(REPO / "profiles" / "default"),
+                       "results/d/model.pt", "results/d/runs/VAE/seed0/model.pt", env=env)
     out = result.stdout + result.stderr
     events = re.findall(r"^(?:local)?rule (train|train_run):|^Finished jobid: \d+ \(Rule: (train|train_run)\)", out,
                         flags=re.M)
     sequence = [("start", a) if a else ("end", b) for a, b in events]
-    assert len(sequence) == 4 and sequence[0][0] == "start" and sequence[1] == ("end", sequence[0][1]), sequence
+    assert len(sequence) == 4 and sequence[0][0] == "start", sequence
+    if gpu:
+        assert sequence[1] == ("end", sequence[0][1]), sequence
+    else:
+        assert [kind for kind, _ in sequence] == ["start", "start", "end", "end"], sequence
+        for log in (tmp_path / "logs" / "train" / "d.log", tmp_path / "logs" / "train_run" / "d" / "VAE" / "seed0.log"):
+            assert "on cpu (threads: 1)" in log.read_text()
     # the jobs asked for what sizing.py computes from their inputs' headers
     import sizing
 

@@ -131,3 +131,35 @@ def test_unknown_step_is_an_error():
         mem_mb("nope", MatrixSize(1.0))
     with pytest.raises(ValueError, match="unknown step"):
         runtime_min("nope", MatrixSize(1.0))
+
+
+def test_gpu_visible_from_device_files_or_nvidia_smi(tmp_path):
+    dev, bin_dir = tmp_path / "dev", tmp_path / "bin"
+    dev.mkdir()
+    bin_dir.mkdir()
+    (dev / "nvidiactl").touch()  # the control file alone is not a GPU
+    assert not sizing.gpu_visible({"PATH": str(bin_dir)}, dev)
+    (dev / "nvidia0").touch()
+    assert sizing.gpu_visible({"PATH": str(bin_dir)}, dev)
+    assert not sizing.gpu_visible({"PATH": str(bin_dir), "CUDA_VISIBLE_DEVICES": ""}, dev)
+    assert not sizing.gpu_visible({"PATH": str(bin_dir), "CUDA_VISIBLE_DEVICES": "-1"}, dev)
+    (dev / "nvidia0").unlink()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n")
+    smi.chmod(0o755)
+    assert sizing.gpu_visible({"PATH": str(bin_dir)}, dev)
+
+
+@pytest.mark.parametrize(
+    "device, local, gpu, claims",
+    [
+        ("auto", True, True, (1, sizing.GPU_TRAIN_THREADS)),  # workstation with a GPU: one at a time
+        ("auto", True, False, (0, 1)),  # CPU-only workstation: side by side, a core each
+        ("cpu", True, True, (0, 1)),
+        ("auto", False, False, (1, sizing.GPU_TRAIN_THREADS)),  # a cluster job asks for a GPU
+        ("cuda:1", False, False, (1, sizing.GPU_TRAIN_THREADS)),
+        ("cpu", False, True, (0, sizing.GPU_TRAIN_THREADS)),
+    ],
+)
+def test_training_claims(device, local, gpu, claims):
+    assert sizing.training_claims(device, local=local, gpu=gpu) == claims

@@ -62,6 +62,16 @@ def dataset_params(dataset, section):
     return {**config[section], **_OVERRIDES[dataset][section]}
 
 
+for _dataset in DATASETS:  # fail before any job runs, naming the dataset
+    _model = dataset_params(_dataset, "model")
+    if _model["i_dim"] >= _model["latent_dim"]:
+        raise ValueError(
+            f"datasets.{_dataset}: model.i_dim ({_model['i_dim']}) must be smaller than "
+            f"model.latent_dim ({_model['latent_dim']}): the interpretative module compresses "
+            "the latent to i_dim components."
+        )
+
+
 def counts_input(wildcards):
     """The file holding a dataset's raw counts: the user's path or a fetched source."""
     entry = config["datasets"][wildcards.dataset]
@@ -218,6 +228,24 @@ def job_runtime(step, input_key=0):
         return sizing.runtime_min(step, size, attempt, epochs=epochs)
 
     return runtime
+
+
+GPU_VISIBLE = sizing.gpu_visible()
+
+
+def training_claim(kind):
+    """Resource/threads function of the training rules: the GPUs (`kind` "gpu") or threads
+    a training job claims, from its train.device (sizing.training_claims): a job that will
+    run on the CPU claims no GPU, and in a local run one thread."""
+
+    def claim(wildcards):
+        params = run_train_params(wildcards) if hasattr(wildcards, "method") else train_params(wildcards)
+        gpus, threads = sizing.training_claims(
+            str(params["device"]), local=workflow.local_exec, gpu=GPU_VISIBLE
+        )
+        return gpus if kind == "gpu" else threads
+
+    return claim
 
 
 def _input_size(wildcards, input, input_key):

@@ -16,9 +16,9 @@ rule train:
         "benchmarks/train/{dataset}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 4
+    threads: training_claim("threads")
     resources:
-        gpu=1,
+        gpu=training_claim("gpu"),
         mem_mb=job_mem_mb("train"),
         runtime=job_runtime("train"),
     params:

@@ -12,7 +12,7 @@ and the run's parameters in ``uns["ivae"]`` (model, training, covariates, epochs
 
 import numpy as np
 
-from common_io import InputError, log, read_cell_table, setup_logging, write_h5ad
+from common_io import InputError, cache_umap_compilation, log, read_cell_table, setup_logging, write_h5ad
 
 
 def build_anndata(pre, emb, labels, *, seed: int = 0, n_neighbors: int = 15):
@@ -26,6 +26,7 @@ def build_anndata(pre, emb, labels, *, seed: int = 0, n_neighbors: int = 15):
         adata.obsm[key] = np.asarray(emb.obsm[key])
     for column in ("cluster", "label", "label_source"):
         adata.obs[column] = labels[column].astype("category").to_numpy()
+    cache_umap_compilation()
     sc.pp.neighbors(adata, use_rep="X_ivae", n_neighbors=min(n_neighbors, adata.n_obs - 1), random_state=seed)
     sc.tl.umap(adata, random_state=seed)
     adata.uns["ivae"] = dict(emb.uns["ivae"])

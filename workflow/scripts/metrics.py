@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import InputError, atomic_path, log, read_cell_table, read_lognorm, setup_logging
+from common_io import (InputError, atomic_path, cache_umap_compilation, log, read_cell_table, read_lognorm,
+                       setup_logging)
 from correlation import as_embedding, correlation_score, participation_ratio
 
 #: Columns of the metrics tables, in order.
@@ -153,6 +154,7 @@ def reference_labels(obs: pd.DataFrame, X_lognorm, *, label_key: str | None, see
     X = X_lognorm.astype(np.float32) if sp.issparse(X_lognorm) else np.asarray(X_lognorm, dtype=np.float32)
     adata = ad.AnnData(X=X)
     sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
+    cache_umap_compilation()
     sc.pp.neighbors(adata, n_neighbors=min(15, n_cells - 1), random_state=seed)
     sc.tl.leiden(adata, flavor="igraph", n_iterations=2, directed=False, resolution=resolution,
                  random_state=seed, key_added="leiden")

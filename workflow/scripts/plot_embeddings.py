@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, setup_logging
+from common_io import cache_umap_compilation, log, setup_logging
 
 #: Legend title for each ``label_source`` of cell_labels.tsv.
 LABEL_TITLES = {
@@ -125,6 +125,7 @@ def umap_coordinates(latent: np.ndarray, *, seed: int = 0, n_neighbors: int = 15
     latent = np.asarray(latent, dtype=np.float32)
     adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(latent.shape[0])]))
     adata.obsm["X_rep"] = latent
+    cache_umap_compilation()
     sc.pp.neighbors(adata, use_rep="X_rep", n_neighbors=min(n_neighbors, latent.shape[0] - 1), random_state=seed)
     sc.tl.umap(adata, random_state=seed)
     return np.asarray(adata.obsm["X_umap"])
