@@ -163,3 +163,8 @@ def test_gpu_visible_from_device_files_or_nvidia_smi(tmp_path):
 )
 def test_training_claims(device, local, gpu, claims):
     assert sizing.training_claims(device, local=local, gpu=gpu) == claims
+
+
+def test_small_jobs_claim_one_thread():
+    assert sizing.job_threads(2, MatrixSize(file_mb=9, n_cells=2638, n_genes=2000)) == 1
+    assert sizing.job_threads(2, MatrixSize(file_mb=900, n_cells=sizing.SMALL_JOB_CELLS, n_genes=2000)) == 2

@@ -230,6 +230,16 @@ def job_runtime(step, input_key=0):
     return runtime
 
 
+def job_threads(threads, input_key=0):
+    """Threads function: `threads` for a job on at least sizing.SMALL_JOB_CELLS cells (its
+    input `input_key`), else one (sizing.job_threads)."""
+
+    def get(wildcards, input):
+        return sizing.job_threads(threads, _input_size(wildcards, input, input_key))
+
+    return get
+
+
 GPU_VISIBLE = sizing.gpu_visible()
 
 
@@ -239,7 +249,11 @@ def training_claim(kind):
     run on the CPU claims no GPU, and in a local run one thread."""
 
     def claim(wildcards):
-        params = run_train_params(wildcards) if hasattr(wildcards, "method") else train_params(wildcards)
+        params = (
+            run_train_params(wildcards)
+            if hasattr(wildcards, "method")
+            else train_params(wildcards)
+        )
         gpus, threads = sizing.training_claims(
             str(params["device"]), local=workflow.local_exec, gpu=GPU_VISIBLE
         )

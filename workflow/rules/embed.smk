@@ -13,7 +13,7 @@ rule embed:
         "benchmarks/embed/{dataset}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: job_threads(2, "data")
     resources:
         mem_mb=job_mem_mb("embed", "data"),
         runtime=job_runtime("embed", "data"),

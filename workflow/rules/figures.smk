@@ -58,7 +58,7 @@ rule plot_embeddings:
         "benchmarks/plot_embeddings/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
-    threads: 2
+    threads: job_threads(2, "adata")
     resources:
         mem_mb=job_mem_mb("figures", "vae"),
         runtime=job_runtime("figures", "vae"),
@@ -186,7 +186,7 @@ rule anndata:
         "benchmarks/anndata/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
-    threads: 2
+    threads: job_threads(2, "data")
     resources:
         mem_mb=job_mem_mb("cell_labels", "data"),
         runtime=job_runtime("figures", "data"),

@@ -10,7 +10,7 @@ rule cell_labels:
         "benchmarks/cell_labels/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
-    threads: 2
+    threads: job_threads(2, 0)
     resources:
         mem_mb=job_mem_mb("cell_labels"),
         runtime=job_runtime("cell_labels"),
@@ -79,7 +79,7 @@ rule baselines:
         "benchmarks/baselines/{dataset}/seed{seed}.tsv"
     conda:
         "../../envs/scanpy.yaml"
-    threads: 2
+    threads: job_threads(2, "data")
     resources:
         mem_mb=job_mem_mb("metrics", "data"),
         runtime=job_runtime("metrics", "data"),

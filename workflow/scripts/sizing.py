@@ -174,6 +174,18 @@ def gpu_visible(environ=None, dev: str | os.PathLike = "/dev") -> bool:
     return shutil.which("nvidia-smi", path=environ.get("PATH")) is not None
 
 
+#: Below this many cells a job is mostly process start-up, imports and compilation, which
+#: threads do not shorten: it claims one thread, so that such jobs run side by side.
+SMALL_JOB_CELLS = 20_000
+
+
+def job_threads(threads: int, size: MatrixSize) -> int:
+    """Threads of a job of a rule that uses ``threads`` for data of ``size``: one below
+    ``SMALL_JOB_CELLS`` cells (measured on the default run: the 2-core run's small jobs
+    took 2-10 s each, one at a time, when each claimed both cores)."""
+    return 1 if size.cells < SMALL_JOB_CELLS else threads
+
+
 #: Threads of a training job that runs on a GPU (feeding it), or anywhere on a cluster
 #: (where the cluster profile sets its own).
 GPU_TRAIN_THREADS = 4
