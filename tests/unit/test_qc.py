@@ -74,6 +74,9 @@ def test_bounds_and_failures():
                                                   "high n_genes_by_counts"]
     open_ended = qc_bounds(metrics, qc="fixed", min_genes=0, max_genes=None, max_pct_mt=None)
     assert list(qc_failures(metrics, open_ended)) == ["", "", ""]
+    # the figure's panel title names only the thresholds that are set
+    assert list(bounds["basis"]) == ["fixed: min_genes, max_genes", "fixed: max_pct_mt"]
+    assert list(open_ended["basis"]) == ["fixed: min_genes"]
     with pytest.raises(ValueError, match="qc must be"):
         qc_bounds(metrics, qc="strict", min_genes=0, max_genes=None, max_pct_mt=None)
 

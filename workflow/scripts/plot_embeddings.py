@@ -150,7 +150,10 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
     perm = np.random.default_rng(0).permutation(len(counts))
 
     width = plotstyle.DOUBLE_COLUMN
-    columns = [("label", 1.12)] + ([("batch", 1.0)] if batch is not None else []) + [("counts", 1.0)]
+    # the label column holds its legend too: widen it with the legend's longest entry
+    longest = max(len(f"{name} ({n:,})") for name, n in pd.Series(labels).value_counts().items())
+    label_width = 1.0 + min(1.0, 0.018 * longest * legend_columns(len(order)))
+    columns = [("label", label_width)] + ([("batch", 1.0)] if batch is not None else []) + [("counts", 1.1)]  # and its colour bar
     fig = plt.figure(figsize=(width, width * (0.42 if batch is None else 0.3) * n_rows), layout="constrained")
     subfigs = dict(zip([c for c, _ in columns],
                        fig.subfigures(1, len(columns), wspace=0.02, width_ratios=[w for _, w in columns])))
@@ -172,6 +175,7 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
         for column in axes.values():
             column[row].set_title(name)
             style_axes(column[row], "UMAP 1", "UMAP 2")
+            column[row].set_box_aspect(1)  # square panels, whatever the column's width
     subfigs["label"].suptitle(f"Colour: {label_title}", fontsize=7, fontweight="bold")
     subfigs["label"].legend(handles=label_handles(order, colours, labels), title=label_title,
                             loc="outside right center", frameon=False, handletextpad=0.1,

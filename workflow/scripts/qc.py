@@ -90,7 +90,7 @@ def qc_bounds(metrics: pd.DataFrame, *, qc: str, min_genes: int, max_genes: int 
     nan = float("nan")
     if qc == "fixed":
         rows = [("n_genes_by_counts", min_genes, max_genes if max_genes is not None else nan,
-                 "fixed: min_genes, max_genes")]
+                 "fixed: min_genes" + (", max_genes" if max_genes is not None else ""))]
         if max_pct_mt is not None:
             rows.append(("pct_counts_mt", nan, max_pct_mt, "fixed: max_pct_mt"))
     elif qc == "mad":
