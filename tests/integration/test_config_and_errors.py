@@ -117,3 +117,10 @@ def test_i_dim_not_below_latent_dim_is_named_before_running(tmp_path, counts_fil
     result = snakemake(tmp_path, "--dry-run", check=False)
     out = result.stderr + result.stdout
     assert result.returncode != 0 and "datasets.d: model.i_dim (4) must be smaller than model.latent_dim (4)" in out
+
+
+def test_swept_i_dim_not_below_latent_dim_is_named_before_running(tmp_path, counts_file):
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file}}, "sweep": {"model": {"i_dim": [10]}}})
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    out = result.stderr + result.stdout
+    assert result.returncode != 0 and "datasets.d (i_dim=10): model.i_dim (10) must be smaller" in out

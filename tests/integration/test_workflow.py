@@ -35,7 +35,7 @@ def test_outputs_contents(run, pbmc68k_counts):
     emb = ad.read_h5ad(res / "embedding.h5ad")
     assert list(emb.obs_names) == list(pre.obs_names) and "bulk_labels" in emb.obs
     shapes = {k: emb.obsm[k].shape for k in ("X_ivae", "X_ivae_interp", "X_ivae_ld")}
-    assert shapes == {"X_ivae": (pre.n_obs, 8), "X_ivae_interp": (pre.n_obs, 2), "X_ivae_ld": (pre.n_obs, 8)}
+    assert shapes == {"X_ivae": (pre.n_obs, 8), "X_ivae_interp": (pre.n_obs, 4), "X_ivae_ld": (pre.n_obs, 8)}
     assert all(np.isfinite(emb.obsm[k]).all() for k in shapes)
     np.testing.assert_array_equal(np.load(res / "latent.npy"), emb.obsm["X_ivae"])
     np.testing.assert_array_equal(np.load(res / "iembed.npy"), emb.obsm["X_ivae_interp"])
@@ -198,6 +198,34 @@ def test_sweep(run):
     assert emb.obsm["X_ivae_interp"].shape[1] == 3
     img = imread(workdir / "results" / "pbmc68k" / "figures" / "sweep.png")
     assert img.shape[1] > 1500 and img[..., :3].std() > 0.1
+
+
+def test_names_of_any_form_survive_every_file(run):
+    """Cells and genes named like numbers, with spaces, non-ASCII or twice: every file keeps them."""
+    from common_io import read_cell_table
+    from conftest import ODD_CELL_NAMES
+
+    workdir, _ = run
+    res = workdir / "results" / "pbmc68k"
+    pre = ad.read_h5ad(res / "preprocessed.h5ad")
+    kept = [name for name in ["0001", "3348", "3348-1", " spaced cell ", "Zelle-ä", "NA", "1e5", "12"]
+            if name in pre.obs_names]
+    assert len(kept) >= len(ODD_CELL_NAMES) - 2  # QC may drop a cell or two, not the names
+    assert {"0002", "1", "Gén-ä", "Gén-ä-1"} <= set(pre.raw.var_names)
+    labels = read_cell_table(res / "cell_labels.tsv")
+    assert list(labels.index) == list(pre.obs_names)
+    for embedding in (res / "embedding.h5ad", res / "runs" / "VAE" / "seed1" / "embedding.h5ad", res / "adata.h5ad"):
+        assert list(ad.read_h5ad(embedding).obs_names) == list(pre.obs_names), embedding
+    assert ckpt_genes(res / "model.pt") == list(pre.var_names)
+    assert ckpt_genes(res / "runs" / "VAE-narrow" / "seed0" / "model.pt") == list(pre.var_names)
+    genes = pd.read_csv(res / "component_genes.tsv", sep="\t", dtype={"gene": str}, keep_default_na=False)
+    assert set(genes["gene"]) == set(pre.var_names)
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
+    assert np.isfinite(metrics["ARI"]).all()
+
+
+def ckpt_genes(path):
+    return torch.load(path, weights_only=True)["gene_names"]
 
 
 def test_readme_target_writes_the_runs_numbers(run):

@@ -231,6 +231,11 @@ def test_decoder_response_and_figure(tmp_path):
     assert len(table) == 6 * 40 and table.groupby(["space", "component"])["rank_log2fc"].min().eq(1).all()
     top = table[(table["space"] == "latent") & (table["component"] == 1)].nsmallest(1, "rank_log2fc")
     assert abs(top["log2fc"].iloc[0]) == np.abs(latent_fc[0]).max()
+    # a gene constant across cells has no correlation: ranked last, not an error
+    correlations = rng.normal(size=(4, 40))
+    correlations[:, 7] = np.nan
+    ranked = component_table(genes, {"latent": correlations}, {"latent": latent_fc})
+    assert (ranked.loc[ranked["gene"] == "g7", "rank_correlation"] == 40).all()
     rows = plot_component_genes(table, dataset="toy", pdf=tmp_path / "g.pdf", png=tmp_path / "g.png")
     assert rows[0][1] == "z1" and {label for _, label in rows} >= {"z1", "i1", "i2"}
     check_files(tmp_path / "g.pdf", tmp_path / "g.png", plotstyle.DOUBLE_COLUMN)

@@ -31,4 +31,7 @@ def test_label_transfer_majority_and_confidence():
     query = np.array([[0.0, 0.0], [5.0, 5.0], [2.5, 2.5]])
     predicted, confidence = transfer_labels(reference, labels, query, n_neighbors=10)
     assert list(predicted[:2]) == ["T", "B"] and confidence[0] == confidence[1] == 1.0
-    assert 0.5 <= confidence[2] <= 1.0
+    # on a line: T at 0, 1, 2 and B at 4 ... 9; the 5 nearest of 3.4 are 4, 2, 5, 1, 6: B by 3 of 5
+    line = np.array([0, 1, 2, 4, 5, 6, 7, 8, 9], dtype=float)[:, None]
+    predicted, confidence = transfer_labels(line, list("TTTBBBBBB"), np.array([[3.4]]), n_neighbors=5)
+    assert predicted[0] == "B" and confidence[0] == 0.6

@@ -1,4 +1,4 @@
-"""readme.py: README's numbers come from the run's tables, differences only beyond 2 s.e."""
+"""readme.py: README's numbers come from the run's tables, differences only where a paired t-test finds one."""
 
 import re
 

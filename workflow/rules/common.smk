@@ -62,16 +62,6 @@ def dataset_params(dataset, section):
     return {**config[section], **_OVERRIDES[dataset][section]}
 
 
-for _dataset in DATASETS:  # fail before any job runs, naming the dataset
-    _model = dataset_params(_dataset, "model")
-    if _model["i_dim"] >= _model["latent_dim"]:
-        raise ValueError(
-            f"datasets.{_dataset}: model.i_dim ({_model['i_dim']}) must be smaller than "
-            f"model.latent_dim ({_model['latent_dim']}): the interpretative module compresses "
-            "the latent to i_dim components."
-        )
-
-
 def counts_input(wildcards):
     """The file holding a dataset's raw counts: the user's path or a fetched source."""
     entry = config["datasets"][wildcards.dataset]
@@ -196,6 +186,25 @@ def sweep_methods(dataset):
     return methods
 
 
+def check_model_widths():
+    """Fail before any job runs, naming the dataset and model, where i_dim >= latent_dim:
+    the dataset's own settings, every `sweep` value and every `compare` model."""
+    for dataset in DATASETS:
+        own = dataset_params(dataset, "model")
+        for method in ["iVAE", *sweep_methods(dataset), *COMPARE]:
+            model = {**own, **method_overrides(dataset, method)[0]}
+            if model["i_dim"] >= model["latent_dim"]:
+                where = "" if method == "iVAE" else f" ({method})"
+                raise ValueError(
+                    f"datasets.{dataset}{where}: model.i_dim ({model['i_dim']}) must be smaller "
+                    f"than model.latent_dim ({model['latent_dim']}): the interpretative module "
+                    "compresses the latent to i_dim components."
+                )
+
+
+check_model_widths()
+
+
 def eval_seed(wildcards):
     return dataset_params(wildcards.dataset, "evaluation")["seed"]
 
@@ -228,6 +237,20 @@ def job_runtime(step, input_key=0):
         return sizing.runtime_min(step, size, attempt, epochs=epochs)
 
     return runtime
+
+
+def map_claim(kind):
+    """Like training_claim, for embedding a query with its reference's model (which may
+    fine-tune new covariate weights): the reference's train.device decides."""
+
+    def claim(wildcards):
+        device = str(dataset_params(wildcards.reference, "train")["device"])
+        gpus, threads = sizing.training_claims(
+            device, local=workflow.local_exec, gpu=GPU_VISIBLE
+        )
+        return gpus if kind == "gpu" else threads
+
+    return claim
 
 
 def job_threads(threads, input_key=0):

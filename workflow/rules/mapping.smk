@@ -40,9 +40,9 @@ rule map_embed:
         "benchmarks/map_embed/{query}/{reference}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: map_claim("threads")
     resources:
-        gpu=1,
+        gpu=map_claim("gpu"),
         mem_mb=job_mem_mb("train", "counts"),
         runtime=job_runtime("embed", "counts"),
     params:

@@ -80,8 +80,10 @@ def component_table(genes, correlations: dict, log2fcs: dict) -> pd.DataFrame:
         for k, (r, fc) in enumerate(zip(correlations[space], log2fcs[space]), start=1):
             frame = pd.DataFrame({"space": space, "component": k, "gene": list(map(str, genes)),
                                   "correlation": r, "log2fc": fc})
-            frame["rank_correlation"] = frame["correlation"].abs().rank(ascending=False, method="first")
-            frame["rank_log2fc"] = frame["log2fc"].abs().rank(ascending=False, method="first")
+            # a gene constant across cells has no correlation (NaN): ranked last
+            frame["rank_correlation"] = frame["correlation"].abs().rank(ascending=False, method="first",
+                                                                        na_option="bottom")
+            frame["rank_log2fc"] = frame["log2fc"].abs().rank(ascending=False, method="first", na_option="bottom")
             frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     return table.astype({"rank_correlation": int, "rank_log2fc": int})

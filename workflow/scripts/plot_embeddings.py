@@ -149,12 +149,20 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
     norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
     perm = np.random.default_rng(0).permutation(len(counts))
 
-    width = plotstyle.DOUBLE_COLUMN
-    # the label column holds its legend too: widen it with the legend's longest entry
-    longest = max(len(f"{name} ({n:,})") for name, n in pd.Series(labels).value_counts().items())
-    label_width = 1.0 + min(1.0, 0.018 * longest * legend_columns(len(order)))
-    columns = [("label", label_width)] + ([("batch", 1.0)] if batch is not None else []) + [("counts", 1.1)]  # and its colour bar
-    fig = plt.figure(figsize=(width, width * (0.42 if batch is None else 0.3) * n_rows), layout="constrained")
+    # Column widths in inches: a square panel, plus the column's legend (label, batch) or
+    # colour bar (counts); the figure grows with long or many labels instead of letting
+    # the legend overlap the panels.
+    panel = 2.3
+
+    def legend_width(categories) -> float:
+        texts = [f"{name} ({n:,})" for name, n in pd.Series(categories).value_counts().items()]
+        return legend_columns(len(texts)) * (0.25 + 0.04 * max(len(t) for t in texts))
+
+    columns = [("label", panel + legend_width(labels))]
+    if batch is not None:
+        columns.append(("batch", panel + legend_width(np.asarray(batch).astype(str))))
+    columns.append(("counts", panel + 0.9))
+    fig = plt.figure(figsize=(sum(w for _, w in columns), panel * n_rows + 0.5), layout="constrained")
     subfigs = dict(zip([c for c, _ in columns],
                        fig.subfigures(1, len(columns), wspace=0.02, width_ratios=[w for _, w in columns])))
     axes = {name: sub.subplots(n_rows, 1, squeeze=False)[:, 0] for name, sub in subfigs.items()}

@@ -2,8 +2,8 @@
 
 One small panel per metric of ``metrics.tsv`` (rows: method x seed). Trained models (the
 iVAE, its controls, regularised VAEs) are bars of the mean over seeds with an s.d. error
-bar and one dot per seed; the linear baselines (PCA, ICA, NMF, FA), fitted once with the
-evaluation seed, are grey bars. Each panel says which direction is better where one is
+bar and one dot per seed; the linear baselines (PCA, ICA, NMF, FA), fitted once per
+training seed (their own randomness: ICA, NMF and FA's starts), are grey bars. Each panel says which direction is better where one is
 (none for the correlation score and the participation ratio, which describe the latent);
 the title says what the clusterings were compared against.
 """
@@ -99,7 +99,7 @@ def plot_metrics(table: pd.DataFrame, *, dataset: str, pdf, png) -> list:
     references = table["reference"].dropna().astype(str).unique()
     against = "; ".join(REFERENCES.get(r, f"against {r}") for r in references)
     fig.suptitle(f"{dataset}: models and baselines {against}.\nTrained models: mean \u00b1 s.d. over {seeds} "
-                 f"training seeds, dots = seeds; grey: linear baselines, one fit", fontsize=6.5)
+                 f"training seeds, dots = seeds; grey: linear baselines, one fit per training seed", fontsize=6.5)
     plotstyle.save(fig, pdf, png)
     return [m[0] for m in drawn]
 

@@ -4,7 +4,7 @@ For every dataset: the metrics summary (mean ± s.d. over training seeds) as a m
 table, the latent correlation against its nulls, and the main figures; then, for the
 datasets with cell-type labels, the answer to "does the interpretative module help?":
 the iVAE against each control, metric by metric, called a difference only where it
-exceeds twice its standard error over seeds.
+is significant in a paired t-test over the seeds (5 %).
 
 Three blocks (config ``readme.block``): ``results``, from the default run (the quick-start
 command); ``evidence``, from the defaults' evidence run (``sweep`` and the default target
@@ -158,7 +158,7 @@ def results_markdown(datasets: dict, image_dir: str) -> str:
             labelled[name] = table
         n_seeds = int(summary.loc[summary["method"] == "iVAE", "n_seeds"].iloc[0])
         blocks.append(f"#### {name}\n\nClustering against {against}; trained models: mean ± s.d. over {n_seeds} "
-                      f"seeds (baselines: one fit).\n\n{metrics_markdown(summary)}\n\nLatent correlation: "
+                      f"seeds (baselines: one fit per seed).\n\n{metrics_markdown(summary)}\n\nLatent correlation: "
                       f"{correlation_sentence(nulls)}\n\nTraining: {convergence_sentence(table)}\n")
         blocks.append("\n".join(f"![{name}: {figure.replace('_', ' ')}]({image_dir}/results_{name}_{figure}.png)"
                                 for figure in FIGURES) + "\n")

@@ -28,7 +28,7 @@ class TrainSettings:
     """The config's ``train`` section (workflow/schemas/config.schema.yaml), which holds
     the one default of each setting; see its descriptions."""
 
-    epochs: int
+    epochs: int | str  # or "auto"
     batch_size: int
     lr: float
     beta: float
