@@ -68,8 +68,8 @@ def label_handles(order, colours, labels):
             for name, colour in zip(order, colours)]
 
 
-def legend_columns(n: int) -> int:
-    return 1 if n <= 16 else int(np.ceil(n / 16))
+def legend_columns(n: int, max_rows: int = 16) -> int:
+    return 1 if n <= max_rows else int(np.ceil(n / max_rows))
 
 
 def style_axes(ax, xlabel, ylabel):
@@ -153,10 +153,11 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
     # colour bar (counts); the figure grows with long or many labels instead of letting
     # the legend overlap the panels.
     panel = 2.3
+    max_rows = max(16, int(panel * n_rows * 72 / 10))  # legend entries (~10 pt each) the height holds
 
     def legend_width(categories) -> float:
         texts = [f"{name} ({n:,})" for name, n in pd.Series(categories).value_counts().items()]
-        return legend_columns(len(texts)) * (0.25 + 0.04 * max(len(t) for t in texts))
+        return legend_columns(len(texts), max_rows) * (0.25 + 0.04 * max(len(t) for t in texts))
 
     columns = [("label", panel + legend_width(labels))]
     if batch is not None:
@@ -187,12 +188,12 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
     subfigs["label"].suptitle(f"Colour: {label_title}", fontsize=7, fontweight="bold")
     subfigs["label"].legend(handles=label_handles(order, colours, labels), title=label_title,
                             loc="outside right center", frameon=False, handletextpad=0.1,
-                            ncols=legend_columns(len(order)), columnspacing=0.6, title_fontsize=6)
+                            ncols=legend_columns(len(order), max_rows), columnspacing=0.6, title_fontsize=6)
     if batch is not None:
         subfigs["batch"].suptitle(f"Colour: {batch_title}", fontsize=7, fontweight="bold")
         subfigs["batch"].legend(handles=label_handles(batch_order, batch_colours, batch), title=batch_title,
                                 loc="outside right center", frameon=False, handletextpad=0.1,
-                                ncols=legend_columns(len(batch_order)), title_fontsize=6)
+                                ncols=legend_columns(len(batch_order), max_rows), title_fontsize=6)
     subfigs["counts"].suptitle("Colour: total counts (UMIs)", fontsize=7, fontweight="bold")
     cbar = subfigs["counts"].colorbar(image, ax=axes["counts"], shrink=0.6, aspect=30, pad=0.03)
     cbar.set_label("Total counts (UMIs)")
