@@ -163,7 +163,8 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
     if batch is not None:
         columns.append(("batch", panel + legend_width(np.asarray(batch).astype(str))))
     columns.append(("counts", panel + 0.9))
-    fig = plt.figure(figsize=(sum(w for _, w in columns), panel * n_rows + 0.5), layout="constrained")
+    width = max(sum(w for _, w in columns), plotstyle.DOUBLE_COLUMN)  # at least the house width
+    fig = plt.figure(figsize=(width, panel * n_rows + 0.5), layout="constrained")
     subfigs = dict(zip([c for c, _ in columns],
                        fig.subfigures(1, len(columns), wspace=0.02, width_ratios=[w for _, w in columns])))
     axes = {name: sub.subplots(n_rows, 1, squeeze=False)[:, 0] for name, sub in subfigs.items()}
