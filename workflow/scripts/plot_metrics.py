@@ -3,7 +3,8 @@
 One small panel per metric of ``metrics.tsv`` (rows: method x seed). Trained models (the
 iVAE, its controls, regularised VAEs) are bars of the mean over seeds with an s.d. error
 bar and one dot per seed; the linear baselines (PCA, ICA, NMF, FA), fitted once per
-training seed (their own randomness: ICA, NMF and FA's starts), are grey bars. Each panel says which direction is better where one is
+training seed (their own randomness: ICA, NMF and FA's starts), are grey bars. Each panel
+says which direction is better where one is
 (none for the correlation score and the participation ratio, which describe the latent);
 the title says what the clusterings were compared against.
 """
