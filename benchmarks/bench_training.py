@@ -10,8 +10,10 @@ need it densify cells x 2,000 HVGs (never cells x all genes).
 
 Tools (``--tools``):
 
-``ours``
-    ``fit()`` of ``workflow/scripts/train.py``; per-epoch seconds from its history.
+``ours``, ``ours_compiled``, ``ours_cudagraphs``
+    ``fit()`` of ``workflow/scripts/train.py``; per-epoch seconds from its history:
+    eager; the loss compiled by torch.compile (mode "default"); compiled with CUDA graphs
+    (mode "reduce-overhead", CUDA only).
 ``ivae_ref``
     ``iVAE.model.iVAE.update(batch)`` of the reference package alone, fed batches of
     log1p counts as its environment does; only the ``update()`` calls are timed.
@@ -74,8 +76,8 @@ REPO = HERE.parent
 SCRIPTS = REPO / "workflow" / "scripts"
 DEFAULT_OUT_DIR = HERE / "out"
 
-TOOLS = ("ours", "ours_compiled", "ivae_ref", "ivae_ref_eval", "scvi")
-OURS = ("ours", "ours_compiled")
+TOOLS = ("ours", "ours_compiled", "ours_cudagraphs", "ivae_ref", "ivae_ref_eval", "scvi")
+OURS = ("ours", "ours_compiled", "ours_cudagraphs")
 REFERENCE_TOOLS = ("ivae_ref", "ivae_ref_eval")
 SOURCE = "kang2018_ifnb"
 
@@ -255,11 +257,12 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ours(counts, spec: dict, compile_loss: bool = False) -> dict:
+def time_ours(counts, spec: dict, compile_loss: bool = False, mode: str = "default") -> dict:
     """The workflow's ``fit()``: per-epoch seconds from its history (excludes densifying).
 
-    With ``compile_loss`` the loss is compiled by torch.compile; the compilation falls in
-    the warm-up epoch, which the median excludes.
+    With ``compile_loss`` the loss is compiled by torch.compile in ``mode`` ("default", or
+    "reduce-overhead": CUDA graphs, CUDA only); the compilation falls in the warm-up epoch,
+    which the median excludes.
     """
     sys.path.insert(0, str(SCRIPTS))
     from model import ModelSettings
@@ -271,7 +274,7 @@ def time_ours(counts, spec: dict, compile_loss: bool = False) -> dict:
                              checkpoint_every=spec["epochs"], compile=compile_loss, device=str(spec["device"]),
                              validation_fraction=0.0, early_stopping=False, patience=1)  # every cell, every epoch
     start = time.perf_counter()
-    _model, history = fit(counts, model, settings, device=spec["device"])
+    _model, history = fit(counts, model, settings, device=spec["device"], compile_mode=mode)
     total = time.perf_counter() - start
     seconds = [float(s) for s in history["seconds"]]
     return {
@@ -415,6 +418,7 @@ def time_scvi(counts, spec: dict) -> dict:
 
 
 TIMERS = {"ours": time_ours, "ours_compiled": lambda counts, spec: time_ours(counts, spec, compile_loss=True),
+          "ours_cudagraphs": lambda counts, spec: time_ours(counts, spec, compile_loss=True, mode="reduce-overhead"),
           "ivae_ref": time_ivae_ref, "ivae_ref_eval": time_ivae_ref_eval,
           "scvi": time_scvi}
 
@@ -425,7 +429,8 @@ def _preimport(tool: str) -> None:
 
     if tool in OURS:
         sys.path.insert(0, str(SCRIPTS))
-    importlib.import_module({"ours": "train", "ours_compiled": "train", "scvi": "scvi"}.get(tool, "iVAE"))
+    importlib.import_module({"ours": "train", "ours_compiled": "train", "ours_cudagraphs": "train",
+                             "scvi": "scvi"}.get(tool, "iVAE"))
 
 
 def run_child(spec: dict) -> None:
@@ -629,7 +634,8 @@ def main(argv=None) -> None:
         if tool in REFERENCE_TOOLS and not args.no_ref_default_batch and ref_default not in args.batch_size:
             batches.append((ref_default, "1% default"))
         for bs, note in batches:
-            skip = skip_reason(tool, bs, n_cells, n_genes)
+            skip = ("CUDA graphs need --device cuda" if tool == "ours_cudagraphs" and args.device != "cuda"
+                    else skip_reason(tool, bs, n_cells, n_genes))
             if skip:
                 print(f"skipping {tool}_bs{bs}: {skip}", file=sys.stderr, flush=True)
                 rows.append({"tool": tool, "batch_size": bs, "batch_note": note, "status": f"skipped: {skip}"})

@@ -55,6 +55,17 @@ def test_obs_only_h5ad_gives_the_cell_count(counts, tmp_path):
     emb.obsm["X_ivae"] = np.zeros((300, 4), np.float32)
     emb.write_h5ad(tmp_path / "emb.h5ad")
     assert matrix_size(tmp_path / "emb.h5ad").n_cells == 300
+    # names as a nullable string array, as anndata writes pandas 3's default strings
+    import pandas as pd
+
+    emb.obs_names = pd.Index(pd.array([f"c{i}" for i in range(300)], dtype="string"))
+    with ad.settings.override(allow_write_nullable_strings=True):
+        emb.write_h5ad(tmp_path / "emb_strings.h5ad")
+    import h5py
+
+    with h5py.File(tmp_path / "emb_strings.h5ad") as f:
+        assert isinstance(f["obs"][f["obs"].attrs["_index"]], h5py.Group)  # the case being tested
+    assert matrix_size(tmp_path / "emb_strings.h5ad").n_cells == 300
 
 
 def test_10x_h5_and_matrix_market(counts, tmp_path):

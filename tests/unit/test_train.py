@@ -87,6 +87,59 @@ def test_trains_on_gpu(counts):
     assert next(model.parameters()).device.type == "cpu"
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@CUDA
+def test_cuda_same_seed_same_model(counts):
+    """Deterministic on CUDA: two runs of the same seed give the same weights, bit for bit."""
+    a, ha = fit(counts, MODEL, TRAIN, device="cuda")
+    b, hb = fit(counts, MODEL, TRAIN, device="cuda")
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    np.testing.assert_array_equal(ha[list(LOSS_TERMS)].to_numpy(), hb[list(LOSS_TERMS)].to_numpy())
+
+
+@CUDA
+def test_cuda_csr_layout_trains_like_dense(counts):
+    """The device-CSR layout (for data too large to densify on the GPU) gives the dense run's model."""
+    a, _ = fit(counts, MODEL, TRAIN, device="cuda", layout="dense")
+    b, _ = fit(counts, MODEL, TRAIN, device="cuda", layout="csr")
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+
+
+@CUDA
+def test_cuda_interrupted_training_resumes_exactly(counts, tmp_path):
+    """The checkpoint keeps the CUDA generator too: a resumed run equals the whole one."""
+    ckpt = tmp_path / "model.pt.checkpoint"
+    settings = replace(TRAIN, epochs=6, checkpoint_every=2)
+    whole, _ = fit(counts, MODEL, settings, device="cuda")
+
+    def interrupt(row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(counts, MODEL, settings, device="cuda", checkpoint_path=ckpt, on_epoch=interrupt)
+    resumed, _ = fit(counts, MODEL, settings, device="cuda", checkpoint_path=ckpt)
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+@CUDA
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_cuda_compiled_loss_trains_like_eager(counts, mode, monkeypatch):
+    """torch.compile on CUDA, with and without CUDA graphs: the eager run's losses."""
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    torch._dynamo.reset()
+    _, eager = fit(counts, MODEL, replace(TRAIN, epochs=3, compile=False), device="cuda")
+    _, compiled = fit(counts, MODEL, replace(TRAIN, epochs=3, compile=True), device="cuda", compile_mode=mode)
+    np.testing.assert_allclose(compiled[list(LOSS_TERMS)].to_numpy(), eager[list(LOSS_TERMS)].to_numpy(), rtol=1e-3)
+
+
 @pytest.mark.parametrize("layout", ["scipy", "csr"])
 def test_sparse_layouts_give_the_dense_batches(counts, layout):
     from train import CountBatches

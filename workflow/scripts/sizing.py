@@ -105,7 +105,10 @@ def _read_h5_size(path: Path, layer: str | None, file_mb: float) -> MatrixSize |
             index = obs.attrs.get("_index") if obs is not None else None
             if index is None or index not in obs:
                 return None
-            return MatrixSize(file_mb, int(obs[index].shape[0]))
+            names = obs[index]
+            if isinstance(names, h5py.Group):  # a nullable string array (pandas 3's strings)
+                names = names.get("values")
+            return MatrixSize(file_mb, int(names.shape[0])) if names is not None else None
         raw = _h5_matrix(f, "raw/X")
         return MatrixSize(file_mb, found[0], found[1], found[2], raw[2] if raw else None)
 

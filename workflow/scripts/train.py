@@ -94,6 +94,11 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 #: ``compile: auto`` compiles the loss for runs of at least this many steps.
 COMPILE_MIN_STEPS = 5000
+#: torch.compile mode of the loss on CUDA: "reduce-overhead" replays the compiled forward
+#: and backward as CUDA graphs, which removes the kernel-launch cost that bounds small
+#: batches; "default" compiles without graphs. On the CPU the mode is always "default".
+#: Chosen by measurement (README, "Performance": benchmarks/gpu_check.sh).
+CUDA_COMPILE_MODE = "reduce-overhead"
 #: For ``compile: auto`` with early stopping: the epochs expected, in units of the patience.
 EARLY_STOP_EPOCHS_PER_PATIENCE = 5
 #: On the CPU, matrices up to this size are densified once; larger ones stay sparse.
@@ -215,6 +220,7 @@ def fit(
     checkpoint_path=None,
     initial: VAE | None = None,
     trainable: dict | None = None,
+    compile_mode: str | None = None,
 ):
     """Train the model of ``model_settings`` on a cells x genes count matrix (dense or scipy sparse).
 
@@ -241,7 +247,8 @@ def fit(
     ``settings.compile``: ``torch.compile`` the loss (forward and backward fused by
     Inductor): True, False, or ``"auto"``, which compiles when the run has at least
     ``COMPILE_MIN_STEPS`` steps, so the one-off compilation (about 15 s) pays for itself.
-    ``settings.device`` is resolved by the caller into ``device``.
+    ``compile_mode``: torch.compile's mode (default: ``CUDA_COMPILE_MODE`` on CUDA,
+    ``"default"`` elsewhere). ``settings.device`` is resolved by the caller into ``device``.
 
     With ``checkpoint_path``, the full training state (model, optimizer, random
     generators, history, best model) is saved there every ``settings.checkpoint_every``
@@ -291,9 +298,13 @@ def fit(
     def compute(batch, batch_codes):
         return ivae_loss(model, batch, weights, n_train, batch_codes)
 
+    mode = compile_mode or (CUDA_COMPILE_MODE if device.type == "cuda" else "default")
+    graphs = bool(compile_loss) and mode == "reduce-overhead" and device.type == "cuda"
     if compile_loss:
-        compute = torch.compile(compute, dynamic=False)
-    log.info("%d epochs, %d steps; loss %s", epochs, n_steps, "compiled with torch.compile" if compile_loss else "eager")
+        compute = torch.compile(compute, dynamic=False, mode=mode if device.type == "cuda" else "default")
+    log.info("%d epochs, %d steps; loss %s", epochs, n_steps,
+             f"compiled with torch.compile ({'CUDA graphs' if graphs else 'no CUDA graphs'})" if compile_loss
+             else "eager")
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     fingerprint = repr((n_cells, n_genes, float(counts.sum()), model_settings, settings, epochs, str(device),
                         None if codes is None else int(codes.sum())))
@@ -315,6 +326,8 @@ def fit(
         totals = torch.zeros(len(LOSS_TERMS), device=device)
         order = torch.randperm(n_train, device=device, generator=generator)
         for batch, batch_codes in data.epoch(order, batch_size):
+            if graphs:  # a new step: the last step's graph outputs (already summed) may be reused
+                torch.compiler.cudagraph_mark_step_begin()
             terms = compute(batch, batch_codes)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
