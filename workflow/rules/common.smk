@@ -239,20 +239,6 @@ def job_runtime(step, input_key=0):
     return runtime
 
 
-def map_claim(kind):
-    """Like training_claim, for embedding a query with its reference's model (which may
-    fine-tune new covariate weights): the reference's train.device decides."""
-
-    def claim(wildcards):
-        device = str(dataset_params(wildcards.reference, "train")["device"])
-        gpus, threads = sizing.training_claims(
-            device, local=workflow.local_exec, gpu=GPU_VISIBLE
-        )
-        return gpus if kind == "gpu" else threads
-
-    return claim
-
-
 def job_threads(threads, input_key=0):
     """Threads function: `threads` for a job on at least sizing.SMALL_JOB_CELLS cells (its
     input `input_key`), else one (sizing.job_threads)."""
@@ -267,16 +253,19 @@ GPU_VISIBLE = sizing.gpu_visible()
 
 
 def training_claim(kind):
-    """Resource/threads function of the training rules: the GPUs (`kind` "gpu") or threads
-    a training job claims, from its train.device (sizing.training_claims): a job that will
-    run on the CPU claims no GPU, and in a local run one thread."""
+    """Resource/threads function of the rules that train or fine-tune a model: the GPUs
+    (`kind` "gpu") or threads a job claims, from its train.device (sizing.training_claims):
+    a job that will run on the CPU claims no GPU, and in a local run one thread. A mapping
+    job (map_embed, which may fine-tune new covariate weights) follows its reference's.
+    """
 
     def claim(wildcards):
-        params = (
-            run_train_params(wildcards)
-            if hasattr(wildcards, "method")
-            else train_params(wildcards)
-        )
+        if hasattr(wildcards, "reference"):
+            params = dataset_params(wildcards.reference, "train")
+        elif hasattr(wildcards, "method"):
+            params = run_train_params(wildcards)
+        else:
+            params = train_params(wildcards)
         gpus, threads = sizing.training_claims(
             str(params["device"]), local=workflow.local_exec, gpu=GPU_VISIBLE
         )

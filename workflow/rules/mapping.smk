@@ -40,9 +40,9 @@ rule map_embed:
         "benchmarks/map_embed/{query}/{reference}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: map_claim("threads")
+    threads: training_claim("threads")
     resources:
-        gpu=map_claim("gpu"),
+        gpu=training_claim("gpu"),
         mem_mb=job_mem_mb("train", "counts"),
         runtime=job_runtime("embed", "counts"),
     params:

@@ -60,11 +60,17 @@ def scatter_by_label(ax, coords, labels, order, colours, *, seed=0):
                s=point_size(len(labels)), lw=0, rasterized=True)
 
 
+def legend_entries(labels) -> dict:
+    """Each label's legend text: its name and how many cells have it."""
+    counts = pd.Series(np.asarray(labels).astype(str)).value_counts()
+    return {name: f"{name} ({n:,})" for name, n in counts.items()}
+
+
 def label_handles(order, colours, labels):
     from matplotlib.lines import Line2D
 
-    counts = pd.Series(np.asarray(labels).astype(str)).value_counts()
-    return [Line2D([], [], ls="", marker="o", ms=4, mew=0, color=colour, label=f"{name} ({counts[name]:,})")
+    entries = legend_entries(labels)
+    return [Line2D([], [], ls="", marker="o", ms=4, mew=0, color=colour, label=entries[name])
             for name, colour in zip(order, colours)]
 
 
@@ -156,12 +162,12 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
     max_rows = max(16, int(panel * n_rows * 72 / 10))  # legend entries (~10 pt each) the height holds
 
     def legend_width(categories) -> float:
-        texts = [f"{name} ({n:,})" for name, n in pd.Series(categories).value_counts().items()]
-        return legend_columns(len(texts), max_rows) * (0.25 + 0.04 * max(len(t) for t in texts))
+        texts = legend_entries(categories).values()
+        return legend_columns(len(texts), max_rows) * (0.25 + 0.04 * max(map(len, texts)))
 
     columns = [("label", panel + legend_width(labels))]
     if batch is not None:
-        columns.append(("batch", panel + legend_width(np.asarray(batch).astype(str))))
+        columns.append(("batch", panel + legend_width(batch)))
     columns.append(("counts", panel + 0.9))
     width = max(sum(w for _, w in columns), plotstyle.DOUBLE_COLUMN)  # at least the house width
     fig = plt.figure(figsize=(width, panel * n_rows + 0.5), layout="constrained")
