@@ -213,6 +213,11 @@ def null_draws(wildcards):
     return dataset_params(wildcards.dataset, "evaluation")["null_draws"]
 
 
+def max_cells_param(wildcards):
+    """evaluation.max_cells: above it, superlinear cell-level steps run on a subsample."""
+    return dataset_params(wildcards.dataset, "evaluation")["max_cells"]
+
+
 def primary_seed(wildcards):
     return train_params(wildcards)["seed"]
 

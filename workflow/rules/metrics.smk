@@ -17,6 +17,7 @@ rule cell_labels:
     params:
         label_key=dataset_entry("label_key"),
         annotation=annotation_params,
+        max_cells=max_cells_param,
     script:
         "../scripts/cell_labels.py"
 
@@ -44,6 +45,7 @@ rule run_metrics:
         seed="{seed}",
         eval_seed=eval_seed,
         batch_key=dataset_entry("batch_key"),
+        max_cells=max_cells_param,
     script:
         "../scripts/metrics.py"
 
@@ -63,6 +65,7 @@ use rule run_metrics as run_metrics_main with:
         seed=primary_seed,
         eval_seed=eval_seed,
         batch_key=dataset_entry("batch_key"),
+        max_cells=max_cells_param,
 
 
 rule baselines:
@@ -89,6 +92,7 @@ rule baselines:
         eval_seed=eval_seed,
         batch_key=dataset_entry("batch_key"),
         n_components=latent_dim_param,
+        max_cells=max_cells_param,
     script:
         "../scripts/metrics.py"
 

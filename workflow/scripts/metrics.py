@@ -24,6 +24,11 @@ variable genes; the ``reference`` column says which):
 
 Higher is better for NMI, ARI, ASW and CH, lower for DB; CH and DB (and ASW less so)
 reward variance concentrated in few directions, so read them beside participation_ratio.
+
+Atlas scale (``evaluation.max_cells``; ``subsample.py``): above max_cells cells, KMeans is
+scikit-learn's MiniBatchKMeans on every cell, batch mixing runs on a label-stratified
+subsample of max_cells cells, and the baselines are fitted and scored on such a subsample;
+each row's ``note`` says so. At or below max_cells nothing changes.
 """
 
 
@@ -36,6 +41,7 @@ import scipy.sparse as sp
 from common_io import (InputError, atomic_path, cache_umap_compilation, log, read_cell_table, read_lognorm,
                        setup_logging)
 from correlation import as_embedding, correlation_score, participation_ratio
+from subsample import read_obs, read_rows, subsample_cells, subsample_note
 
 #: Columns of the metrics tables, in order.
 SCORES = ["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
@@ -48,14 +54,28 @@ BASELINES = ("PCA", "ICA", "NMF", "FA")
 #: FastICA and NMF iterations: enough for these data to converge (a baseline that does
 #: not converge says so in the table's ``note``).
 MAX_ITER = 5000
+#: MiniBatchKMeans above max_cells cells: initialisations and cells per batch.
+MINIBATCH_N_INIT, MINIBATCH_SIZE = 3, 4096
 
 
-def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhouette: int = 10000) -> dict:
+def kmeans_note(n_cells: int, max_cells: int | None) -> str:
+    """The ``note`` for the KMeans switch: "" at or below ``max_cells``."""
+    if max_cells is None or n_cells <= max_cells:
+        return ""
+    return (f"KMeans: MiniBatchKMeans (n_init {MINIBATCH_N_INIT}, batch {MINIBATCH_SIZE}) on all {n_cells:,} cells, "
+            f"above max_cells {max_cells:,}")
+
+
+def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhouette: int = 10000,
+                       max_cells: int | None = None) -> dict:
     """Clustering metrics of ``embedding`` (cells x components) against ``reference`` labels.
 
     With g = the number of distinct reference groups and n cells:
 
     - KMeans (scikit-learn, k = g, n_init = 10, random_state = ``seed``) on the embedding;
+      above ``max_cells`` cells (None: never) MiniBatchKMeans instead (k = g, n_init = 3,
+      batch_size = 4096, random_state = ``seed``), still on every cell: Lloyd's KMeans with
+      10 initialisations on millions of cells takes hours on a few cores;
     - NMI = I(K; R) / ((H(K) + H(R)) / 2) between KMeans labels K and reference R
       (entropies in nats; scikit-learn's arithmetic normalisation);
     - ARI = (sum_ij C(n_ij, 2) - E) / ((sum_i C(a_i, 2) + sum_j C(b_j, 2)) / 2 - E),
@@ -105,7 +125,13 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
     if max_cells_silhouette < 2:
         raise ValueError(f"max_cells_silhouette must be at least 2; got {max_cells_silhouette}.")
 
-    kmeans = KMeans(n_clusters=g, n_init=10, random_state=seed).fit_predict(x)
+    if max_cells is not None and n > max_cells:
+        from sklearn.cluster import MiniBatchKMeans
+
+        kmeans = MiniBatchKMeans(n_clusters=g, n_init=MINIBATCH_N_INIT, batch_size=MINIBATCH_SIZE,
+                                 random_state=seed).fit_predict(x)
+    else:
+        kmeans = KMeans(n_clusters=g, n_init=10, random_state=seed).fit_predict(x)
     sil = (np.sort(np.random.default_rng(seed).choice(n, size=max_cells_silhouette, replace=False))
            if n > max_cells_silhouette else np.arange(n))
 
@@ -124,7 +150,7 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
 
 
 def reference_labels(obs: pd.DataFrame, X_lognorm, *, label_key: str | None, seed: int = 0,
-                     resolution: float = 1.0) -> tuple[np.ndarray, str]:
+                     resolution: float = 1.0, max_cells: int | None = None) -> tuple[np.ndarray, str]:
     """The reference groups for the clustering metrics: ``(labels as str, kind)``.
 
     With ``label_key``: the obs column, kind ``"labels"`` (ValueError if the column is
@@ -133,6 +159,9 @@ def reference_labels(obs: pd.DataFrame, X_lognorm, *, label_key: str | None, see
     kind ``"clusters"``: scanpy PCA (min(50, genes - 1, cells - 1) components, unscaled,
     seeded), the 15-nearest-neighbour graph, and ``sc.tl.leiden(flavor="igraph",
     n_iterations=2, resolution=resolution, random_state=seed)``, the usual scanpy recipe.
+    Above ``max_cells`` cells (None: never), that recipe runs on a uniform seeded subsample
+    of ``max_cells`` cells and every other cell joins the cluster of the nearest cluster
+    centroid in the subsample's PCA space (``subsampled_leiden``).
     """
     if label_key is not None:
         if label_key not in obs.columns:
@@ -142,12 +171,23 @@ def reference_labels(obs: pd.DataFrame, X_lognorm, *, label_key: str | None, see
             raise ValueError(f"obs['{label_key}'] has {int(column.isna().sum())} missing labels; drop those cells first.")
         return column.astype(str).to_numpy(), "labels"
 
+    n_cells = X_lognorm.shape[0]
+    if obs.shape[0] != n_cells:
+        raise ValueError(f"obs has {obs.shape[0]} rows but the expression matrix has {n_cells} cells.")
+    if max_cells is not None and n_cells > max_cells:
+        rows = subsample_cells(n_cells, max_cells, seed=seed)
+        blocks = ((start, X_lognorm[start:start + 65536]) for start in range(0, n_cells, 65536))
+        return subsampled_leiden(X_lognorm[rows], blocks, n_cells, rows, seed=seed, resolution=resolution), "clusters"
+    return leiden_clusters(X_lognorm, seed=seed, resolution=resolution).obs["leiden"].astype(str).to_numpy(), "clusters"
+
+
+def leiden_clusters(X_lognorm, *, seed: int = 0, resolution: float = 1.0):
+    """The AnnData of ``reference_labels``' Leiden recipe on every row of ``X_lognorm``:
+    ``obs["leiden"]``, ``obsm["X_pca"]``, ``varm["PCs"]`` (genes x components)."""
     import anndata as ad
     import scanpy as sc
 
     n_cells, n_genes = X_lognorm.shape
-    if obs.shape[0] != n_cells:
-        raise ValueError(f"obs has {obs.shape[0]} rows but the expression matrix has {n_cells} cells.")
     n_comps = min(50, n_genes - 1, n_cells - 1)
     if n_comps < 1:
         raise ValueError(f"Leiden reference clusters need at least 2 cells and 2 genes; got {n_cells} x {n_genes}.")
@@ -158,7 +198,36 @@ def reference_labels(obs: pd.DataFrame, X_lognorm, *, label_key: str | None, see
     sc.pp.neighbors(adata, n_neighbors=min(15, n_cells - 1), random_state=seed)
     sc.tl.leiden(adata, flavor="igraph", n_iterations=2, directed=False, resolution=resolution,
                  random_state=seed, key_added="leiden")
-    return adata.obs["leiden"].astype(str).to_numpy(), "clusters"
+    return adata
+
+
+def subsampled_leiden(X_subsample, blocks, n_cells: int, rows, *, seed: int = 0,
+                      resolution: float = 1.0) -> np.ndarray:
+    """Leiden clusters (as str) of all ``n_cells`` cells from a subsample of them.
+
+    ``X_subsample``: the log-normalised rows ``rows`` (sorted indices) of the cells x genes
+    matrix; ``blocks``: ``(first row, block)`` pairs covering every row of that matrix in
+    order (e.g. ``subsample.iter_row_blocks``), read once. The subsample's cells get
+    ``leiden_clusters``; each other cell is projected with the subsample's PCA
+    ((x - mean) @ PCs, the subsample's gene means) and joins the cluster whose centroid
+    (mean of its subsample cells' PCA scores) is nearest in Euclidean distance. Memory: the
+    subsample and one block.
+    """
+    rows = np.asarray(rows)
+    fitted = leiden_clusters(X_subsample, seed=seed, resolution=resolution)
+    own = fitted.obs["leiden"].astype(str).to_numpy()
+    names, codes = np.unique(own, return_inverse=True)
+    scores = np.asarray(fitted.obsm["X_pca"], dtype=np.float64)
+    centroids = np.stack([scores[codes == k].mean(0) for k in range(len(names))])
+    pcs = np.asarray(fitted.varm["PCs"], dtype=np.float64)
+    offset = np.asarray(X_subsample.mean(0), dtype=np.float64).ravel() @ pcs
+    out = np.empty(n_cells, dtype=object)
+    for start, block in blocks:
+        projected = np.asarray(block @ pcs) - offset
+        distance = (projected**2).sum(1)[:, None] - 2 * projected @ centroids.T + (centroids**2).sum(1)[None, :]
+        out[start:start + block.shape[0]] = names[distance.argmin(1)]
+    out[rows] = own
+    return out.astype(str)
 
 
 def baseline_embeddings(X_lognorm, n_components: int, *, seed: int = 0,
@@ -214,7 +283,7 @@ def baseline_embeddings(X_lognorm, n_components: int, *, seed: int = 0,
 
 
 def batch_mixing(embedding, batch, cell_type, *, n_neighbors: int = 15, seed: int = 0,
-                 max_cells_silhouette: int = 10000) -> dict:
+                 max_cells_silhouette: int = 10000, max_cells: int | None = None) -> dict:
     """How well the batches mix within cell types on ``embedding`` (scIB's definitions).
 
     - batch_ASW: for each cell type with cells from >= 2 batches, 1 - |s| averaged over its
@@ -227,6 +296,10 @@ def batch_mixing(embedding, batch, cell_type, *, n_neighbors: int = 15, seed: in
     - batch_entropy: for each cell, the entropy of the batches among its ``n_neighbors``
       nearest neighbours divided by log(number of batches); the mean over cells (1: evenly
       mixed, 0: neighbours all from one batch).
+
+    Above ``max_cells`` cells (None: never), all three are computed on
+    ``subsample_cells(n, max_cells, labels=cell_type, seed=seed)``: a subsample stratified
+    by cell type (the kNN graph of millions of cells is the costly part).
     """
     from scipy.sparse.csgraph import connected_components
     from sklearn.metrics import silhouette_samples
@@ -235,6 +308,10 @@ def batch_mixing(embedding, batch, cell_type, *, n_neighbors: int = 15, seed: in
     x = as_embedding(embedding)
     batch = np.asarray(batch).astype(str)
     cell_type = np.asarray(cell_type).astype(str)
+    if max_cells is not None and x.shape[0] > max_cells:
+        keep = subsample_cells(x.shape[0], max_cells, labels=cell_type, seed=seed)
+        return batch_mixing(x[keep], batch[keep], cell_type[keep], n_neighbors=n_neighbors, seed=seed,
+                            max_cells_silhouette=max_cells_silhouette)
     n_batches = len(np.unique(batch))
     if n_batches < 2:
         raise ValueError("batch mixing needs at least 2 batches.")
@@ -267,12 +344,14 @@ def batch_mixing(embedding, batch, cell_type, *, n_neighbors: int = 15, seed: in
 
 
 def embedding_metrics(embedding, reference, *, seed: int = 0, max_cells_silhouette: int = 10000,
-                      batch=None) -> dict:
+                      batch=None, max_cells: int | None = None) -> dict:
     """Every score of SCORES but the validation NLLs, for one embedding against ``reference``
-    (and with ``batch``, each cell's batch, the batch-mixing scores; else NaN)."""
-    mixing = (batch_mixing(embedding, batch, reference, seed=seed) if batch is not None
+    (and with ``batch``, each cell's batch, the batch-mixing scores; else NaN); ``max_cells``
+    as in ``clustering_metrics`` and ``batch_mixing``."""
+    mixing = (batch_mixing(embedding, batch, reference, seed=seed, max_cells=max_cells) if batch is not None
               else dict.fromkeys(BATCH_SCORES, float("nan")))
-    return {**clustering_metrics(embedding, reference, seed=seed, max_cells_silhouette=max_cells_silhouette),
+    return {**clustering_metrics(embedding, reference, seed=seed, max_cells_silhouette=max_cells_silhouette,
+                                 max_cells=max_cells),
             "corr_score": correlation_score(embedding), "participation_ratio": participation_ratio(embedding),
             **mixing}
 
@@ -344,6 +423,23 @@ def _batches(obs: pd.DataFrame, batch_key: str | None, known: np.ndarray, kind: 
     return obs[batch_key].astype(str).to_numpy()[known]
 
 
+def _max_cells(snakemake) -> int | None:
+    """The rule's ``max_cells`` param (evaluation.max_cells); None where a rule has none."""
+    value = getattr(snakemake.params, "max_cells", None)
+    return None if value is None else int(value)
+
+
+def scale_note(n_cells: int, max_cells: int | None, mixing: bool) -> str:
+    """A trained model's ``note``: "" at or below ``max_cells``; above, how KMeans and the
+    batch-mixing scores were computed."""
+    if max_cells is None or n_cells <= max_cells:
+        return ""
+    notes = [kmeans_note(n_cells, max_cells)]
+    if mixing:
+        notes.append(f"batch mixing on {subsample_note(max_cells, n_cells, stratified=True)}")
+    return "; ".join(notes)
+
+
 def main_run(snakemake) -> None:
     """One trained model: its row of the metrics table."""
     import anndata as ad
@@ -352,14 +448,15 @@ def main_run(snakemake) -> None:
     emb = ad.read_h5ad(snakemake.input.embedding)
     reference, kind, known = known_reference(snakemake.input.labels, emb.obs_names)
     batch = _batches(emb.obs, snakemake.params.batch_key, known, kind)
+    max_cells = _max_cells(snakemake)
     scores = embedding_metrics(np.asarray(emb.obsm["X_ivae"])[known], reference, seed=snakemake.params.eval_seed,
-                               batch=batch)
+                               batch=batch, max_cells=max_cells)
     history = pd.read_csv(snakemake.input.log_tsv, sep="\t")
     train_params = emb.uns["ivae"]["train_params"]
     max_epochs = int(emb.uns["ivae"].get("epochs", history["epoch"].max()))
     row = {"method": snakemake.params.method, "seed": int(snakemake.params.seed), **scores,
            **validation_nll(history, float(train_params["irecon"])), **training_end(history, max_epochs),
-           "reference": kind, "note": ""}
+           "reference": kind, "note": scale_note(len(reference), max_cells, batch is not None)}
     table = pd.DataFrame([row], columns=METRIC_COLUMNS)
     log.info("\n%s", table.to_string(index=False))
     with atomic_path(snakemake.output[0]) as tmp:
@@ -374,17 +471,32 @@ def main_baselines(snakemake) -> None:
     from threadpoolctl import threadpool_limits
 
     setup_logging(snakemake.log[0])
-    X, obs = read_lognorm(snakemake.input.data)
-    reference, kind, known = known_reference(snakemake.input.labels, obs.index)
     fit_seed, seed = int(snakemake.params.fit_seed), int(snakemake.params.eval_seed)
+    max_cells = _max_cells(snakemake)
+    obs = read_obs(snakemake.input.data)
+    reference, kind, known = known_reference(snakemake.input.labels, obs.index)
+    subsampled = max_cells is not None and len(reference) > max_cells
+    if subsampled:  # never densify an atlas: read only the subsample's rows
+        keep = subsample_cells(len(reference), max_cells, labels=reference, seed=seed)
+        rows = np.flatnonzero(known)[keep]
+        X, reference = read_rows(snakemake.input.data, rows), reference[keep]
+        batch = _batches(obs.iloc[rows], snakemake.params.batch_key, np.ones(len(rows), bool), kind)
+        scale = f"fitted and scored on {subsample_note(len(rows), int(known.sum()), stratified=True)}"
+        log.info("%d labelled cells, above max_cells %d: baselines %s", known.sum(), max_cells, scale)
+    else:
+        X, _ = read_lognorm(snakemake.input.data)
+        X = X[known]
+        batch = _batches(obs, snakemake.params.batch_key, known, kind)
+        scale = ""
     n_components = int(snakemake.params.n_components)
     with threadpool_limits(getattr(snakemake, "threads", None)):
         log.info("baselines PCA, ICA, NMF, FA with %d components on %d x %d, seed %d", n_components, *X.shape,
                  fit_seed)
-        embeddings, notes = baseline_embeddings(X[known], n_components, seed=fit_seed)
-        batch = _batches(obs, snakemake.params.batch_key, known, kind)
-        rows = [{"method": name, "seed": fit_seed, **embedding_metrics(e, reference, seed=seed, batch=batch),
-                 "val_nll": np.nan, "val_nll_module": np.nan, "reference": kind, "note": notes[name]}
+        embeddings, notes = baseline_embeddings(X, n_components, seed=fit_seed)
+        rows = [{"method": name, "seed": fit_seed,
+                 **embedding_metrics(e, reference, seed=seed, batch=batch, max_cells=max_cells),
+                 "val_nll": np.nan, "val_nll_module": np.nan, "reference": kind,
+                 "note": "; ".join(n for n in (notes[name], scale) if n)}
                 for name, e in embeddings.items()]
     table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     log.info("\n%s", table.to_string(index=False))
