@@ -116,14 +116,13 @@ def test_leiden_on_a_subsample_assigns_every_cell(lognorm):
     assert set(clusters) == set(own)
     # the other cells follow the data's structure: they agree with the full Leiden run as
     # well as the subsample's own cells do
-    full, _ = reference_labels(obs, X, label_key=None, seed=0)
+    full, _ = reference_labels(obs, X, label_key=None, seed=0, max_cells=X.shape[0])  # at max_cells: no switch
     others = np.setdiff1d(np.arange(X.shape[0]), rows)
     assert adjusted_rand_score(full[others], clusters[others]) > 0.5 * adjusted_rand_score(full[rows], own)
     # reference_labels switches to it above max_cells, and not at or below
     above, kind = reference_labels(obs, X, label_key=None, seed=0, max_cells=400)
     assert kind == "clusters" and np.array_equal(above, clusters)
-    same, _ = reference_labels(obs, X, label_key=None, seed=0, max_cells=X.shape[0])
-    assert np.array_equal(same, full)
+    assert np.array_equal(full, leiden_clusters(X, seed=0).obs["leiden"].astype(str).to_numpy())
 
 
 def test_subsample_projection_reproduces_the_pca_scores(lognorm):
@@ -235,3 +234,83 @@ def test_baselines_and_run_rows_above_max_cells(h5ad, tmp_path):
     note = row.loc[0, "note"]
     assert "MiniBatchKMeans" in note and "on all 700 cells" in note
     assert "batch mixing on a subsample of 300 of 700 cells (stratified by label)" in note
+
+
+# --- UMAPs and figures above max_cells ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_outputs(h5ad, tmp_path_factory):
+    """preprocessed data, an embedding (PCA scores standing in for the latents) and cell labels."""
+    import anndata as ad
+
+    from metrics import baseline_embeddings
+
+    pre = ad.read_h5ad(h5ad)
+    pre.obs["total_counts"] = np.asarray(pre.X.expm1().sum(1)).ravel()
+    scores = baseline_embeddings(pre.X, 8)[0]["PCA"].astype(np.float32)
+    emb = ad.AnnData(obs=pre.obs[[]])
+    emb.obsm["X_ivae"], emb.obsm["X_ivae_interp"], emb.obsm["X_ivae_ld"] = scores, scores[:, :2], scores
+    emb.uns["ivae"] = {"train_params": {"irecon": 1.0}}
+    labels = pd.DataFrame({"cluster": "0", "label": pre.obs["bulk_labels"].astype(str), "label_source": "labels"},
+                          index=pd.Index(pre.obs_names, name="cell"))
+    return pre, emb, labels
+
+
+def test_adata_umap_and_graph_of_a_subsample_above_max_cells(model_outputs):
+    import scanpy as sc
+
+    from make_anndata import build_anndata
+
+    pre, emb, labels = model_outputs
+    adata = build_anndata(pre.copy(), emb, labels, seed=0, max_cells=300)
+    sub = adata.obs["umap_subsample"].to_numpy()
+    assert sub.sum() == 300 and adata.uns["umap_subsample"]["n_subsample"] == 300
+    assert "a subsample of 300 of 700 cells (stratified by label)" in adata.uns["umap_subsample"]["note"]
+    assert np.isfinite(adata.obsm["X_umap"][sub]).all() and np.isnan(adata.obsm["X_umap"][~sub]).all()
+    graph = adata.obsp["connectivities"]
+    assert graph.shape == (700, 700) and graph[~sub].nnz == 0 and graph[:, ~sub].nnz == 0
+    assert (graph[sub].getnnz(1) > 0).all()
+    assert set(adata[sub].obs["label"]) == set(labels["label"])  # every label drawn
+    # the subsample is a complete scanpy neighbour graph: Leiden runs on it as is
+    part = adata[sub].copy()
+    sc.tl.leiden(part, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    assert part.obs["leiden"].nunique() > 2
+    whole = build_anndata(pre.copy(), emb, labels, seed=0, max_cells=700)
+    assert "umap_subsample" not in whole.obs and np.isfinite(whole.obsm["X_umap"]).all()
+
+
+def test_plot_embeddings_draws_the_subsample_and_says_so(model_outputs, tmp_path, monkeypatch):
+    import plot_embeddings
+    import plotstyle
+    from make_anndata import build_anndata
+
+    pre, emb, labels = model_outputs
+    build_anndata(pre.copy(), emb, labels, seed=0, max_cells=300).write_h5ad(tmp_path / "adata.h5ad")
+    emb.write_h5ad(tmp_path / "vae.h5ad")
+    titles, drawn = [], []
+    save = plotstyle.save
+    monkeypatch.setattr(plotstyle, "save", lambda fig, pdf, png: titles.append(
+        fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()) or save(fig, pdf, png))
+    umap = plot_embeddings.umap_coordinates
+    monkeypatch.setattr(plot_embeddings, "umap_coordinates", lambda x, **k: drawn.append(len(x)) or umap(x, **k))
+    out = {f"{f}_{e}": str(tmp_path / f"{f}.{e}") for f in ("interp", "umap") for e in ("pdf", "png")}
+    plot_embeddings.main(SimpleNamespace(
+        input=SimpleNamespace(adata=str(tmp_path / "adata.h5ad"), vae=str(tmp_path / "vae.h5ad"), no_covariates=[]),
+        output=SimpleNamespace(**out), log=[str(tmp_path / "plot.log")], wildcards=SimpleNamespace(dataset="toy"),
+        params=SimpleNamespace(seed=0, batch_key="batch", max_cells=300)))
+    assert drawn == [300]  # the VAE's UMAP computed on the subsample only
+    assert "subsample of 300 of 700 cells, stratified by label" in titles[0]  # interpretative embedding
+    assert titles[1] == "toy: UMAPs of the latents (subsample of 300 of 700 cells, stratified by label)"
+    assert (tmp_path / "umap.png").stat().st_size > 50_000
+
+
+def test_blockwise_correlation_equals_the_whole_matrix_one(lognorm):
+    from component_genes import blockwise_correlation, expression_correlation
+
+    X, _ = lognorm
+    v = np.random.default_rng(0).normal(size=(X.shape[0], 3))
+    whole = expression_correlation(v, X)
+    blocks = [(s, X[s:s + 128]) for s in range(0, X.shape[0], 128)]
+    np.testing.assert_allclose(blockwise_correlation({"v": v}, blocks)["v"], whole, rtol=1e-9, atol=1e-12)
+    dense = [(s, b.toarray()) for s, b in blocks]
+    np.testing.assert_allclose(blockwise_correlation({"v": v}, dense)["v"], whole, rtol=1e-9, atol=1e-12)

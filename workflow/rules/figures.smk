@@ -65,6 +65,7 @@ rule plot_embeddings:
     params:
         seed=eval_seed,
         batch_key=dataset_entry("batch_key"),
+        max_cells=max_cells_param,
     script:
         "../scripts/plot_embeddings.py"
 
@@ -192,6 +193,7 @@ rule anndata:
         runtime=job_runtime("figures", "data"),
     params:
         seed=eval_seed,
+        max_cells=max_cells_param,
     script:
         "../scripts/make_anndata.py"
 
@@ -216,6 +218,8 @@ rule component_genes:
     threads: 1
     resources:
         mem_mb=job_mem_mb("embed", "data"),
+    params:
+        max_cells=max_cells_param,
     script:
         "../scripts/component_genes.py"
 

@@ -16,6 +16,10 @@ component (``X_ivae_interp``), two readings over the modelled (highly variable) 
 
 One row per (space, component, gene), with both readings and the gene's rank by each
 (1 = largest absolute value within the component).
+
+Atlas scale: above ``evaluation.max_cells`` cells the correlations are still over every
+cell, but the log-normalised matrix is read a block of rows at a time and its sums
+accumulated (``blockwise_correlation``), so memory does not grow with the cells.
 """
 
 import numpy as np
@@ -24,6 +28,7 @@ import scipy.sparse as sp
 import torch
 
 from common_io import atomic_path, covariate_codes, load_checkpoint, log, read_lognorm, setup_logging
+from subsample import iter_row_blocks, matrix_shape, read_obs
 
 #: Percentiles of a component between which the decoder's response is read.
 LOW, HIGH = 10, 90
@@ -46,6 +51,33 @@ def expression_correlation(values: np.ndarray, X) -> np.ndarray:
     numerator = n * cross - np.outer(sum_v, sum_x)
     with np.errstate(invalid="ignore", divide="ignore"):
         return numerator / np.sqrt(np.outer(n * sum_vv - sum_v**2, n * sum_xx - sum_x**2))
+
+
+def blockwise_correlation(values: dict[str, np.ndarray], blocks) -> dict[str, np.ndarray]:
+    """``expression_correlation`` of each array of ``values`` (cells x components) with a
+    matrix given as ``(first row, block)`` pairs covering its rows in order (e.g.
+    ``subsample.iter_row_blocks``), read once; the same Pearson r from sums accumulated
+    block by block (float64), for matrices too large to hold."""
+    v = {name: np.asarray(a, dtype=np.float64) for name, a in values.items()}
+    n, sum_x, sum_xx, cross = 0, 0.0, 0.0, dict.fromkeys(v, 0.0)
+    for start, block in blocks:
+        block = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, np.float64)
+        stop = start + block.shape[0]
+        n += block.shape[0]
+        sum_x = sum_x + np.asarray(block.sum(0)).ravel()
+        sum_xx = sum_xx + (np.asarray(block.multiply(block).sum(0)).ravel() if sp.issparse(block)
+                           else (block * block).sum(0))
+        for name, a in v.items():
+            cross[name] = cross[name] + np.asarray((block.T @ a[start:stop]).T)
+    out = {}
+    for name, a in v.items():
+        if a.shape[0] != n:
+            raise ValueError(f"{name} has {a.shape[0]} rows but the matrix has {n}.")
+        sum_v, sum_vv = a.sum(0), (a * a).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = (n * cross[name] - np.outer(sum_v, sum_x)) / np.sqrt(
+                np.outer(n * sum_vv - sum_v**2, n * sum_xx - sum_x**2))
+    return out
 
 
 @torch.no_grad()
@@ -94,7 +126,14 @@ def main(snakemake) -> None:
 
     setup_logging(snakemake.log[0])
     torch.set_num_threads(snakemake.threads)
-    X, obs = read_lognorm(snakemake.input.data)
+    n_cells = matrix_shape(snakemake.input.data)[0]
+    blockwise = n_cells > int(snakemake.params.max_cells)
+    if blockwise:
+        X, obs = None, read_obs(snakemake.input.data)
+        log.info("%d cells, above max_cells %d: correlations over every cell, the matrix read a block at a time",
+                 n_cells, snakemake.params.max_cells)
+    else:
+        X, obs = read_lognorm(snakemake.input.data)
     emb = ad.read_h5ad(snakemake.input.embedding)
     model, ckpt = load_checkpoint(snakemake.input.model)
     latent, interp = np.asarray(emb.obsm["X_ivae"]), np.asarray(emb.obsm["X_ivae_interp"])
@@ -103,9 +142,12 @@ def main(snakemake) -> None:
     modal = None if codes is None else torch.as_tensor(
         [np.bincount(column).argmax() for column in codes.T], dtype=torch.long)[None, :]
     latent_fc, interp_fc = decoder_response(model, latent, interp, modal)
-    table = component_table(ckpt["gene_names"], {"latent": expression_correlation(latent, X),
-                                                  "interpretative": expression_correlation(interp, X)},
-                            {"latent": latent_fc, "interpretative": interp_fc})
+    if blockwise:
+        correlations = blockwise_correlation({"latent": latent, "interpretative": interp},
+                                             iter_row_blocks(snakemake.input.data))
+    else:
+        correlations = {"latent": expression_correlation(latent, X), "interpretative": expression_correlation(interp, X)}
+    table = component_table(ckpt["gene_names"], correlations, {"latent": latent_fc, "interpretative": interp_fc})
     top = table[table["rank_log2fc"] <= 3].groupby(["space", "component"])["gene"].apply(", ".join)
     log.info("top genes by decoder response:\n%s", top.to_string())
     with atomic_path(snakemake.output[0]) as tmp:

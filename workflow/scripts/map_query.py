@@ -151,6 +151,8 @@ def step_transfer(snakemake) -> None:
     projected = ad.AnnData(X=sp.csr_matrix((query.n_obs, reference.n_vars), dtype=np.float32), obs=query.obs[[]],
                            var=reference.var[[]])
     projected.obsm["X_ivae"] = query.obsm["X_ivae"]
+    if "umap_subsample" in reference.obs:  # an atlas: its UMAP and graph are of a subsample
+        reference = reference[reference.obs["umap_subsample"].to_numpy(dtype=bool)].copy()
     sc.tl.ingest(projected, reference, obs=None, embedding_method="umap")
     query.obsm["X_umap"] = projected.obsm["X_umap"]
     label_source = str(reference.obs["label_source"].iloc[0])

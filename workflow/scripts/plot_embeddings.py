@@ -10,6 +10,11 @@
 
 Cell labels come from adata.h5ad (``label``, ``label_source`` in {labels, markers,
 clusters}, from cell_labels.tsv); the legend title says which.
+
+Atlas scale: above ``evaluation.max_cells`` cells both figures draw, and the UMAPs are
+computed on, the label-stratified subsample whose UMAP adata.h5ad holds
+(``obs["umap_subsample"]``), and their titles say "a subsample of N of M cells (stratified
+by label)". Only obs and the needed obsm arrays are read, never the expression matrices.
 """
 
 
@@ -18,6 +23,7 @@ import pandas as pd
 
 import plotstyle
 from common_io import cache_umap_compilation, log, setup_logging
+from subsample import read_obs, read_obsm, subsample_cells
 
 #: Legend title for each ``label_source`` of cell_labels.tsv.
 LABEL_TITLES = {
@@ -86,8 +92,18 @@ def style_axes(ax, xlabel, ylabel):
     ax.set_aspect("equal", adjustable="datalim")
 
 
-def plot_interpretative(interp: np.ndarray, labels, *, label_title: str, dataset: str, pdf, png) -> list:
-    """Scatter of the interpretative embedding coloured by cell label; return the legend order."""
+def cells_text(n: int, n_total: int | None = None) -> str:
+    """"n = N cells", or, for a subsample of ``n_total`` cells, "subsample of N of M cells,
+    stratified by label"."""
+    if n_total is None or n_total == n:
+        return f"n = {n:,} cells"
+    return f"subsample of {n:,} of {n_total:,} cells, stratified by label"
+
+
+def plot_interpretative(interp: np.ndarray, labels, *, label_title: str, dataset: str, pdf, png,
+                        n_total: int | None = None) -> list:
+    """Scatter of the interpretative embedding coloured by cell label; return the legend order.
+    ``n_total``: the number of cells the drawn ones are a subsample of (None: not a subsample)."""
     import matplotlib.pyplot as plt
 
     plotstyle.apply()
@@ -104,7 +120,7 @@ def plot_interpretative(interp: np.ndarray, labels, *, label_title: str, dataset
         ax.set_xlabel("Interpretative component 1")
         ax.set_ylabel("Interpretative component 2")
         what = "first two of " if k > 2 else ""
-        ax.set_title(f"{dataset}: interpretative embedding\n({what}{k} components, n = {n:,} cells)")
+        ax.set_title(f"{dataset}: interpretative embedding\n({what}{k} components, {cells_text(n, n_total)})")
     else:  # one component: a strip per label
         rows = {name: i for i, name in enumerate(order)}
         jitter = np.random.default_rng(0).uniform(-0.3, 0.3, n)
@@ -114,7 +130,7 @@ def plot_interpretative(interp: np.ndarray, labels, *, label_title: str, dataset
         ax.invert_yaxis()
         ax.set_xlabel("Interpretative component 1")
         ax.set_ylabel(label_title)
-        ax.set_title(f"{dataset}: interpretative embedding\n(1 component, n = {n:,} cells)")
+        ax.set_title(f"{dataset}: interpretative embedding\n(1 component, {cells_text(n, n_total)})")
     ax.tick_params(length=2)
     ax.legend(handles=label_handles(order, colours, labels), title=label_title, loc="center left",
               bbox_to_anchor=(1.01, 0.5), frameon=False, handletextpad=0.1, borderaxespad=0,
@@ -138,9 +154,10 @@ def umap_coordinates(latent: np.ndarray, *, seed: int = 0, n_neighbors: int = 15
 
 
 def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: str, pdf, png,
-               batch=None, batch_title: str = "Batch") -> list:
+               batch=None, batch_title: str = "Batch", n_total: int | None = None) -> list:
     """Grid of UMAPs: one row per representation; columns colour the cells by label, by
-    batch (when ``batch`` is given) and by total counts. Returns the legend order of the labels."""
+    batch (when ``batch`` is given) and by total counts. Returns the legend order of the labels.
+    ``n_total``: the number of cells the drawn ones are a subsample of (None: not a subsample)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
@@ -209,36 +226,52 @@ def plot_umaps(umaps: dict, labels, total_counts, *, label_title: str, dataset: 
         cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         cbar.ax.yaxis.set_minor_locator(NullLocator())
     cbar.ax.tick_params(length=2, which="both")
-    fig.suptitle(f"{dataset}: UMAPs of the latents (n = {len(labels):,} cells)")
+    fig.suptitle(f"{dataset}: UMAPs of the latents ({cells_text(len(labels), n_total)})")
     plotstyle.save(fig, pdf, png)
     return order
 
 
-def main(snakemake) -> None:
-    import anndata as ad
+def drawn_cells(obs, max_cells: int, *, seed: int = 0) -> np.ndarray | None:
+    """The cells the figures draw: None (all) at or below ``max_cells``; above, adata.h5ad's
+    UMAP subsample (``obs["umap_subsample"]``), else a label-stratified subsample."""
+    if "umap_subsample" in obs:
+        keep = np.flatnonzero(obs["umap_subsample"].to_numpy(dtype=bool))
+        return None if len(keep) == len(obs) else keep
+    if len(obs) <= max_cells:
+        return None
+    return subsample_cells(len(obs), max_cells, labels=obs["label"].astype(str).to_numpy(), seed=seed)
 
+
+def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     dataset = snakemake.wildcards.dataset
     seed = int(snakemake.params.seed)
-    adata = ad.read_h5ad(snakemake.input.adata, backed="r")
-    labels = adata.obs["label"].astype(str).to_numpy()
-    title = label_title(adata.obs["label_source"].astype(str))
-    log.info("%d cells, %d labels (%s)", adata.n_obs, len(set(labels)), title)
+    path = snakemake.input.adata
+    obs = read_obs(path)  # obs and the needed obsm arrays only: never the expression matrices
+    keep = drawn_cells(obs, int(snakemake.params.max_cells), seed=seed)
+    n_total = None if keep is None else len(obs)
+    cells = obs if keep is None else obs.iloc[keep]
+    labels = cells["label"].astype(str).to_numpy()
+    title = label_title(cells["label_source"].astype(str))
+    log.info("%d cells, %d labels (%s)%s", len(obs), len(set(labels)), title,
+             "" if keep is None else f"; drawing {cells_text(len(keep), len(obs))}")
 
-    plot_interpretative(adata.obsm["X_ivae_interp"], labels, label_title=title, dataset=dataset,
-                        pdf=snakemake.output.interp_pdf, png=snakemake.output.interp_png)
-    umaps = {"iVAE latent z": np.asarray(adata.obsm["X_umap"])}  # adata.h5ad's, computed once
-    others = [("iVAE without the covariates", path) for path in snakemake.input.no_covariates]
-    for name, path in [*others, ("VAE latent z (irecon = 0)", snakemake.input.vae)]:
-        emb = ad.read_h5ad(path)
-        if not emb.obs_names.equals(adata.obs_names):
-            raise ValueError(f"{path} holds other cells than {snakemake.input.adata}; rerun embed.")
+    plot_interpretative(read_obsm(path, "X_ivae_interp", keep), labels, label_title=title, dataset=dataset,
+                        pdf=snakemake.output.interp_pdf, png=snakemake.output.interp_png, n_total=n_total)
+    umaps = {"iVAE latent z": read_obsm(path, "X_umap", keep)}  # adata.h5ad's, computed once
+    if not np.isfinite(umaps["iVAE latent z"]).all():
+        raise ValueError(f"{path} has no UMAP coordinates for some of the cells drawn; rerun the anndata rule.")
+    others = [("iVAE without the covariates", p) for p in snakemake.input.no_covariates]
+    for name, other in [*others, ("VAE latent z (irecon = 0)", snakemake.input.vae)]:
+        if not read_obs(other).index.equals(obs.index):
+            raise ValueError(f"{other} holds other cells than {path}; rerun embed.")
         log.info("UMAP of the %s (seed %d)", name, seed)
-        umaps[name] = umap_coordinates(emb.obsm["X_ivae"], seed=seed)
+        umaps[name] = umap_coordinates(read_obsm(other, "X_ivae", keep), seed=seed)
     batch_key = snakemake.params.batch_key
-    plot_umaps(umaps, labels, adata.obs["total_counts"].to_numpy(), label_title=title, dataset=dataset,
+    plot_umaps(umaps, labels, cells["total_counts"].to_numpy(), label_title=title, dataset=dataset,
                pdf=snakemake.output.umap_pdf, png=snakemake.output.umap_png,
-               batch=adata.obs[batch_key].to_numpy() if batch_key else None, batch_title=f"Batch ({batch_key})")
+               batch=cells[batch_key].to_numpy() if batch_key else None, batch_title=f"Batch ({batch_key})",
+               n_total=n_total)
     log.info("wrote %s and %s", snakemake.output.interp_pdf, snakemake.output.umap_pdf)
 
 

@@ -141,3 +141,14 @@ def read_var_names(path, key: str = "var") -> pd.Index:
 
     with h5py.File(path, "r") as f:
         return pd.Index(read_elem(f[key]).index.astype(str))
+
+
+def read_obsm(path, key: str, rows=None) -> np.ndarray:
+    """``obsm[key]`` of an .h5ad file (all rows, or ``rows``), without reading anything else:
+    anndata's backed mode would read every layer (the raw counts) into memory."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        values = np.asarray(read_elem(f["obsm"][key]))
+    return values if rows is None else values[np.asarray(rows)]
