@@ -333,3 +333,23 @@ def test_surgery_adds_zero_columns_and_trains_only_them(counts):
             assert torch.equal(after[name], value), name
     with pytest.raises(ValueError, match="extend"):
         covariate_surgery(reference, [["a", "b"]], [["b", "c"]])
+
+
+def test_long_epochs_report_progress_within(counts, monkeypatch, caplog):
+    """An atlas's epoch takes minutes: lines with batches done, rate and time left appear
+    within it (here every step), and training itself is unchanged."""
+    import logging
+
+    import train
+
+    plain, _ = fit(counts, model_settings(counts.shape[1]), train_settings(epochs=1, batch_size=64))
+    monkeypatch.setattr(train, "PROGRESS_EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="ivae"):
+        reported, _ = fit(counts, model_settings(counts.shape[1]), train_settings(epochs=1, batch_size=64))
+    lines = [r.getMessage() for r in caplog.records if "batches (" in r.getMessage()]
+    n_batches = int(0.9 * counts.shape[0]) // 64
+    assert len(lines) == n_batches
+    assert lines[-1].startswith(f"epoch 1/1: {n_batches - 1:,} of {n_batches:,} batches (")
+    assert "s left in this epoch" in lines[-1]
+    for a, b in zip(plain.state_dict().values(), reported.state_dict().values()):
+        assert torch.equal(a, b)

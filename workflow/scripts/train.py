@@ -101,6 +101,8 @@ COMPILE_MIN_STEPS = 5000
 CUDA_COMPILE_MODE = "reduce-overhead"
 #: For ``compile: auto`` with early stopping: the epochs expected, in units of the patience.
 EARLY_STOP_EPOCHS_PER_PATIENCE = 5
+#: Seconds between progress lines within an epoch (an atlas's epoch takes minutes).
+PROGRESS_EVERY_S = 60.0
 #: On the CPU, matrices up to this size are densified once; larger ones stay sparse.
 CPU_DENSE_LIMIT_BYTES = 2 << 30
 #: On CUDA, the dense matrix may take up to this fraction of the free device memory.
@@ -325,7 +327,12 @@ def fit(
         start = time.perf_counter()
         totals = torch.zeros(len(LOSS_TERMS), device=device)
         order = torch.randperm(n_train, device=device, generator=generator)
-        for batch, batch_codes in data.epoch(order, batch_size):
+        last_report = start
+        for step, (batch, batch_codes) in enumerate(data.epoch(order, batch_size), 1):
+            if time.perf_counter() - last_report >= PROGRESS_EVERY_S:  # long epochs (atlases): progress within
+                last_report = time.perf_counter()
+                log.info("%s", format_within_epoch(epoch, epochs, step - 1, n_batches, batch_size,
+                                                   last_report - start))
             if graphs:  # a new step: the last step's graph outputs (already summed) may be reused
                 torch.compiler.cudagraph_mark_step_begin()
             terms = compute(batch, batch_codes)
@@ -459,6 +466,14 @@ def load_training_state(path, fingerprint):
         log.info("checkpoint %s is from other settings or data: starting afresh", path)
         return None
     return state
+
+
+def format_within_epoch(epoch: int, epochs: int, done: int, n_batches: int, batch_size: int, seconds: float) -> str:
+    """A progress line within a long epoch: batches done, the rate, the epoch's time left."""
+    rate = done * batch_size / max(seconds, 1e-9)
+    left = (n_batches - done) * batch_size / rate if rate > 0 else float("nan")
+    return (f"epoch {epoch}/{epochs}: {done:,} of {n_batches:,} batches ({rate:,.0f} cells/s; "
+            f"{left:,.0f} s left in this epoch)")
 
 
 def format_epoch(row: dict, epochs: int, cells_per_epoch: int, history: list) -> str:
