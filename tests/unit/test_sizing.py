@@ -179,3 +179,16 @@ def test_training_claims(device, local, gpu, claims):
 def test_small_jobs_claim_one_thread():
     assert sizing.job_threads(2, MatrixSize(file_mb=9, n_cells=2638, n_genes=2000)) == 1
     assert sizing.job_threads(2, MatrixSize(file_mb=900, n_cells=sizing.SMALL_JOB_CELLS, n_genes=2000)) == 2
+
+
+def test_subsampled_jobs_stop_growing_above_max_cells():
+    """cell_labels and the baselines read only max_cells rows above it: their matrix terms
+    stop growing; at or below max_cells (or without it) the request is unchanged."""
+    small = MatrixSize(100.0, 200_000, 2_000, 200_000_000)
+    atlas = MatrixSize(2000.0, 4_000_000, 2_000, 4_000_000_000)
+    for step in ("cell_labels", "metrics"):
+        assert mem_mb(step, small, max_cells=200_000) == mem_mb(step, small)
+        assert mem_mb(step, atlas, max_cells=200_000) < mem_mb(step, atlas) / 5
+        assert mem_mb(step, atlas, max_cells=200_000) < 24 * 1024  # fits a 24 GiB workstation
+    # the baselines' dense subsample: 200,000 x 2,000 float32, three times, plus the rest
+    assert mem_mb("metrics", atlas, max_cells=200_000) > 3 * 200_000 * 2_000 * 4 / 2**20

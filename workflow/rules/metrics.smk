@@ -12,7 +12,7 @@ rule cell_labels:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, 0)
     resources:
-        mem_mb=job_mem_mb("cell_labels"),
+        mem_mb=job_mem_mb("cell_labels", subsampled=True),
         runtime=job_runtime("cell_labels"),
     params:
         label_key=dataset_entry("label_key"),
@@ -84,7 +84,7 @@ rule baselines:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, "data")
     resources:
-        mem_mb=job_mem_mb("metrics", "data"),
+        mem_mb=job_mem_mb("metrics", "data", subsampled=True),
         runtime=job_runtime("metrics", "data"),
     params:
         step="baselines",

@@ -222,7 +222,7 @@ def _scaled(value: float, attempt: int) -> int:
     return int(math.ceil(value)) * max(1, int(attempt))
 
 
-def mem_mb(step: str, size: MatrixSize, attempt: int = 1) -> int:
+def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | None = None) -> int:
     """Memory (MB) a rule's job needs for data of ``size`` (its main input).
 
     - ``preprocess``: the input's counts as CSR, about 2.5 times (QC, HVG selection and
@@ -231,12 +231,17 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1) -> int:
       the dense matrix; PyTorch itself ~1.5 GB;
     - ``embed``: the counts as CSR and the embeddings;
     - ``cell_labels``, ``metrics``, ``figures``: the log-normalised matrix, .raw, the
-      dense HVG matrix the baselines factorise, kNN graphs (~1 kB per cell).
+      dense HVG matrix the baselines factorise, kNN graphs (~1 kB per cell). With
+      ``max_cells`` (``cell_labels`` and ``metrics`` only: the jobs that read just a
+      subsample's rows above evaluation.max_cells), the matrix terms scale with the share
+      max_cells / cells (at most 1), plus one block of rows read at a time.
     """
     base = 1500.0
     csr = size.csr_mb
     raw = (size.raw_nnz or 0) * CSR_BYTES / MB
     per_cell = size.cells * 1000 / MB
+    share = 1.0 if max_cells is None else min(1.0, max_cells / size.cells)
+    block = 0.0 if share == 1.0 else csr * min(1.0, 65536 / size.cells)  # subsample.CHUNK_ROWS rows
     if step == "preprocess":
         need = base + 2.5 * csr
     elif step == "train":
@@ -244,9 +249,9 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1) -> int:
     elif step == "embed":
         need = base + 1.5 * csr + per_cell
     elif step == "cell_labels":
-        need = base + 3 * csr + 2 * raw + 2 * per_cell
+        need = base + 3 * csr * share + 2 * raw * share + block + 2 * per_cell
     elif step == "metrics":
-        need = base + 2 * csr + 3 * size.dense_mb + 2 * per_cell
+        need = base + (2 * csr + 3 * size.dense_mb) * share + block + 2 * per_cell
     elif step == "figures":
         need = base + 4 * per_cell
     else:
