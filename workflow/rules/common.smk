@@ -225,11 +225,14 @@ def primary_seed(wildcards):
 def job_mem_mb(step, input_key=0, subsampled=False):
     """Resource function: memory (MB) of a `step` job, from the size of its input
     `input_key` (index or name), scaled by the attempt so that a retry asks for more;
-    `subsampled`: the job reads only evaluation.max_cells rows of its matrix above it."""
+    `subsampled`: the job reads only evaluation.max_cells rows of its matrix above it.
+    """
 
     def mem_mb(wildcards, input, attempt):
         max_cells = max_cells_param(wildcards) if subsampled else None
-        return sizing.mem_mb(step, _input_size(wildcards, input, input_key), attempt, max_cells=max_cells)
+        return sizing.mem_mb(
+            step, _input_size(wildcards, input, input_key), attempt, max_cells=max_cells
+        )
 
     return mem_mb
 
