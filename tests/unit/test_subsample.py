@@ -314,3 +314,29 @@ def test_blockwise_correlation_equals_the_whole_matrix_one(lognorm):
     np.testing.assert_allclose(blockwise_correlation({"v": v}, blocks)["v"], whole, rtol=1e-9, atol=1e-12)
     dense = [(s, b.toarray()) for s, b in blocks]
     np.testing.assert_allclose(blockwise_correlation({"v": v}, dense)["v"], whole, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("max_cells", [300, 700])
+def test_adata_file_is_the_in_memory_anndata(model_outputs, tmp_path, max_cells):
+    """The workflow writes adata.h5ad into a copy of preprocessed.h5ad, never loading its
+    matrices: the file holds what build_anndata makes in memory, .raw included."""
+    import anndata as ad
+
+    from make_anndata import build_anndata, write_anndata
+
+    pre, emb, labels = model_outputs
+    pre = pre.copy()
+    pre.raw = pre.copy()
+    pre.write_h5ad(tmp_path / "pre.h5ad", compression="gzip")
+    write_anndata(tmp_path / "pre.h5ad", emb, labels, tmp_path / "adata.h5ad", seed=0, max_cells=max_cells)
+    got = ad.read_h5ad(tmp_path / "adata.h5ad")
+    want = build_anndata(pre.copy(), emb, labels, seed=0, max_cells=max_cells)
+    pd.testing.assert_frame_equal(got.obs, want.obs)
+    assert (got.X != want.X).nnz == 0 and (got.raw.X != want.raw.X).nnz == 0
+    assert sorted(got.obsm) == sorted(want.obsm) and sorted(got.obsp) == sorted(want.obsp)
+    for key in want.obsm:
+        np.testing.assert_array_equal(got.obsm[key], want.obsm[key])
+    for key in want.obsp:
+        assert (got.obsp[key] != want.obsp[key]).nnz == 0
+    assert got.uns["neighbors"]["params"] == want.uns["neighbors"]["params"]
+    assert set(got.uns) == set(want.uns)

@@ -230,8 +230,15 @@ def job_mem_mb(step, input_key=0, subsampled=False):
 
     def mem_mb(wildcards, input, attempt):
         max_cells = max_cells_param(wildcards) if subsampled else None
+        # the preprocess rule streams inputs stored by rows (map_genes reads its query whole)
+        streams = step == "preprocess" and hasattr(wildcards, "dataset")
+        chunk_cells = preprocess_params(wildcards)["chunk_cells"] if streams else None
         return sizing.mem_mb(
-            step, _input_size(wildcards, input, input_key), attempt, max_cells=max_cells
+            step,
+            _input_size(wildcards, input, input_key),
+            attempt,
+            max_cells=max_cells,
+            chunk_cells=chunk_cells,
         )
 
     return mem_mb

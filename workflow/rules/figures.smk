@@ -189,7 +189,7 @@ rule anndata:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, "data")
     resources:
-        mem_mb=job_mem_mb("cell_labels", "data"),
+        mem_mb=job_mem_mb("figures", "data"),
         runtime=job_runtime("figures", "data"),
     params:
         seed=eval_seed,

@@ -273,18 +273,23 @@ def _preprocess(source, sink_factory, *, min_genes: int, min_cells: int, max_gen
     else:
         n_per_batch = np.bincount(codes, minlength=n_batches)
 
+        gene_pos = np.full(n0_genes, -1, dtype=np.int64)
+        gene_pos[gene_idx] = np.arange(n_genes)
+
         def clipped(clip_val):
-            csum, csumsq = np.zeros_like(clip_val), np.zeros_like(clip_val)
+            csum, csumsq = np.zeros(clip_val.size), np.zeros(clip_val.size)
+            flat_clip = clip_val.ravel()
             progress = Progress("pass 3 of 4, clipped variances", n0_cells)
             for lo, hi, block in source.chunks(chunk_cells, keep):
-                block = kept_genes(block)
-                c = codes[offsets[lo]:offsets[hi]]
-                rows = np.repeat(c, np.diff(block.indptr))
-                v = np.minimum(block.data.astype(np.float64), clip_val[rows, block.indices])
-                csum += _grouped_sums(block, c, n_batches, v)
-                csumsq += _grouped_sums(block, c, n_batches, v ** 2)
+                rows = np.repeat(codes[offsets[lo]:offsets[hi]], np.diff(block.indptr))
+                key = rows * n_genes + gene_pos[block.indices]
+                kept = gene_pos[block.indices] >= 0
+                key = key[kept]
+                v = np.minimum(block.data[kept].astype(np.float64), flat_clip[key])
+                csum += np.bincount(key, weights=v, minlength=clip_val.size)
+                csumsq += np.bincount(key, weights=v * v, minlength=clip_val.size)
                 progress.update(hi)
-            return csum, csumsq
+            return csum.reshape(clip_val.shape), csumsq.reshape(clip_val.shape)
 
         hvg = seurat_v3(sums[:, gene_idx], sumsq[:, gene_idx], n_per_batch, clipped, n_hvg)
         for column in ("highly_variable", "highly_variable_rank", "means", "variances", "variances_norm"):

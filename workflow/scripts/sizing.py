@@ -38,6 +38,7 @@ class MatrixSize:
     n_genes: int | None = None
     nnz: int | None = None
     raw_nnz: int | None = None  # stored values of .raw (preprocessed.h5ad), when present
+    row_chunks: bool = False  # stored by rows (CSR .h5ad, 10x .h5): preprocessing streams it
 
     @property
     def csr_mb(self) -> float:
@@ -89,17 +90,18 @@ def _read_h5_size(path: Path, layer: str | None, file_mb: float) -> MatrixSize |
     with h5py.File(path, "r") as f:
         if "matrix" in f and isinstance(f["matrix"], h5py.Group):  # 10x Cell Ranger .h5
             genes, cells = (int(v) for v in f["matrix/shape"][()])
-            return MatrixSize(file_mb, cells, genes, int(f["matrix/data"].shape[0]))
+            return MatrixSize(file_mb, cells, genes, int(f["matrix/data"].shape[0]), row_chunks=True)
         if "matrix" in f and "col_attrs" in f:  # .loom: dense genes x cells
             dataset = f["layers"][layer] if layer else f["matrix"]
             genes, cells = (int(v) for v in dataset.shape)
             return MatrixSize(file_mb, cells, genes)
         if layer == "raw.X":
-            found = _h5_matrix(f, "raw/X")
+            key = "raw/X"
         elif layer:
-            found = _h5_matrix(f, f"layers/{layer}")
+            key = f"layers/{layer}"
         else:  # preprocessed.h5ad: the counts layer is what training reads
-            found = _h5_matrix(f, "layers/counts") or _h5_matrix(f, "X")
+            key = "layers/counts" if _h5_matrix(f, "layers/counts") else "X"
+        found = _h5_matrix(f, key)
         if found is None:  # no matrix (embedding.h5ad): the cells are the obs
             obs = f.get("obs")
             index = obs.attrs.get("_index") if obs is not None else None
@@ -110,7 +112,8 @@ def _read_h5_size(path: Path, layer: str | None, file_mb: float) -> MatrixSize |
                 names = names.get("values")
             return MatrixSize(file_mb, int(names.shape[0])) if names is not None else None
         raw = _h5_matrix(f, "raw/X")
-        return MatrixSize(file_mb, found[0], found[1], found[2], raw[2] if raw else None)
+        row_chunks = f[key].attrs.get("encoding-type") == "csr_matrix"
+        return MatrixSize(file_mb, found[0], found[1], found[2], raw[2] if raw else None, row_chunks)
 
 
 def _mtx_header(path: Path) -> tuple[int, int, int] | None:
@@ -222,11 +225,13 @@ def _scaled(value: float, attempt: int) -> int:
     return int(math.ceil(value)) * max(1, int(attempt))
 
 
-def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | None = None) -> int:
+def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | None = None,
+           chunk_cells: int | None = None) -> int:
     """Memory (MB) a rule's job needs for data of ``size`` (its main input).
 
-    - ``preprocess``: the input's counts as CSR, about 2.5 times (QC, HVG selection and
-      normalisation each work on the sparse matrix);
+    - ``preprocess``: an input stored by rows (``size.row_chunks``) is read ``chunk_cells``
+      cells at a time: about 4 copies of one chunk plus per-cell tables (~1 kB per cell);
+      other inputs are held whole, about 2.5 times their counts as CSR;
     - ``train``: the counts as CSR plus, when small enough to be held densely (2 GiB),
       the dense matrix; PyTorch itself ~1.5 GB;
     - ``embed``: the counts as CSR and the embeddings;
@@ -242,7 +247,9 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | No
     per_cell = size.cells * 1000 / MB
     share = 1.0 if max_cells is None else min(1.0, max_cells / size.cells)
     block = 0.0 if share == 1.0 else csr * min(1.0, 65536 / size.cells)  # subsample.CHUNK_ROWS rows
-    if step == "preprocess":
+    if step == "preprocess" and size.row_chunks and chunk_cells:
+        need = base + 4 * csr * min(1.0, chunk_cells / size.cells) + per_cell
+    elif step == "preprocess":
         need = base + 2.5 * csr
     elif step == "train":
         need = base + csr + (size.dense_mb if size.dense_mb <= 2048 else 2 * csr)

@@ -220,20 +220,20 @@ class H5adWriter:
     (``X``, ``layers[...]``, ``raw``'s X), then obs, var and uns. Readable by
     ``anndata.read_h5ad`` once ``finish`` has run."""
 
-    def __init__(self, path, n_vars: int, *, layers=(), raw_vars: int | None = None):
+    def __init__(self, path, n_vars: int, *, layers=(), raw_vars: int | None = None, compression: str | None = "gzip"):
         import h5py
         from anndata.io import write_elem
 
         self.file = h5py.File(path, "w")
         self.file.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
-        self.X = CsrWriter(self.file, "X", n_vars)
+        self.X = CsrWriter(self.file, "X", n_vars, compression=compression)
         write_elem(self.file, "layers", {})
-        self.layers = {name: CsrWriter(self.file["layers"], name, n_vars) for name in layers}
+        self.layers = {name: CsrWriter(self.file["layers"], name, n_vars, compression=compression) for name in layers}
         self.raw = None
         if raw_vars is not None:
             raw = self.file.create_group("raw")
             raw.attrs.update({"encoding-type": "raw", "encoding-version": "0.1.0"})
-            self.raw = CsrWriter(raw, "X", raw_vars)
+            self.raw = CsrWriter(raw, "X", raw_vars, compression=compression)
 
     def append(self, X: sp.csr_matrix, layers: dict | None = None, raw: sp.csr_matrix | None = None) -> None:
         self.X.append(X)
