@@ -64,10 +64,12 @@ timeout 90 python3 benchmarks/bench_training.py --device cuda --n-cells 1000000 
 
 want workflow && { section "default workflow, pbmc68k, training on the GPU"
 rm -rf /tmp/wf && mkdir -p /tmp/wf && cp config.yaml /tmp/wf/
-timeout 110 python3 -m snakemake results/pbmc68k/metrics.tsv --snakefile Snakefile --directory /tmp/wf \
+timeout 300 python3 -m snakemake results/pbmc68k/metrics.tsv --snakefile Snakefile --directory /tmp/wf \
     --cores 16 --resources gpu=3 --quiet 2>&1 | tail -5
 grep -h "INFO torch\|counts held\|done:" /tmp/wf/logs/train/pbmc68k.log
-cp /tmp/wf/results/pbmc68k/metrics.tsv "$OUT/pbmc68k_metrics_gpu.tsv" 2>/dev/null; }
+cp /tmp/wf/results/pbmc68k/metrics.tsv "$OUT/pbmc68k_metrics_gpu.tsv" 2>/dev/null
+cp /tmp/wf/results/pbmc68k/metrics_summary.tsv "$OUT/pbmc68k_metrics_summary_gpu.tsv" 2>/dev/null
+cp -r /tmp/wf/logs "$OUT/workflow_logs" 2>/dev/null; }
 
 want csr && { section "device-CSR layout, one epoch at batch 1024, CUDA graphs"
 timeout 60 python3 - <<'EOF'
