@@ -135,16 +135,30 @@ def run_size(n_cells: int, args) -> pd.DataFrame:
     )
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--cores", str(args.cores), *args.targets]
-    start = time.perf_counter()
+    if args.resume:  # keep what an interrupted run finished; its wall time is added
+        cmd += ["--rerun-triggers", "mtime"]
     subprocess.run(cmd, check=True)
-    (workdir / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return report_size(n_cells, args)
+
+
+def snakemake_wall_seconds(workdir: Path) -> float:
+    """Wall time of the run from Snakemake's own logs: for each invocation (an interrupted
+    run resumed counts each part), its first to its last timestamped line."""
+    from datetime import datetime
+
+    total = 0.0
+    for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log")):
+        stamps = [datetime.strptime(line.strip()[1:-1], "%a %b %d %H:%M:%S %Y")
+                  for line in log.read_text().splitlines() if line.startswith("[") and line.strip().endswith("]")]
+        if stamps:
+            total += (stamps[-1] - stamps[0]).total_seconds()
+    return total
 
 
 def report_size(n_cells: int, args) -> pd.DataFrame:
     """The rules' costs of the finished run of ``n_cells`` cells, and its wall time."""
     workdir = (args.workdir / f"n{n_cells}").resolve()
-    wall = float((workdir / "wall_seconds.txt").read_text())
+    wall = snakemake_wall_seconds(workdir)
     costs = rule_costs(workdir).reset_index()
     costs.insert(0, "cells", n_cells)
     total = pd.DataFrame([{"cells": n_cells, "rule": "whole target (wall time)", "jobs": costs["jobs"].sum(),
@@ -186,6 +200,8 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--targets", nargs="*", default=[], help="snakemake targets (default: the default target)")
     parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "out" / "atlas")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run: keep its finished jobs (wall times add up)")
     parser.add_argument("--report-only", action="store_true",
                         help="only tabulate the sizes' finished runs under --workdir")
     args = parser.parse_args()

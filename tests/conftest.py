@@ -42,6 +42,28 @@ def pbmc68k_counts():
     return pbmc68k_reduced_counts()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """BLAS/OpenMP on one thread: KMeans and the decompositions spin-wait for minutes when other
+    work shares the cores, and these matrices are far too small to gain from threads."""
+    import sklearn.cluster  # noqa: F401 - load the OpenMP runtime first, or the limit misses it
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def lognorm(pbmc68k_counts):
+    """pbmc68k log-normalised (CSR, 700 cells x 765 genes, float32) and its obs."""
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(pbmc68k_counts.X, dtype=np.float32)
+    X = sp.diags(1e4 / np.asarray(X.sum(1)).ravel()) @ X
+    X.data = np.log1p(X.data)
+    return sp.csr_matrix(X, dtype=np.float32), pbmc68k_counts.obs.copy()
+
+
 #: Small but real settings for the integration runs on pbmc68k_reduced.
 GLOBAL = {
     "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None, "n_top_genes": 500},

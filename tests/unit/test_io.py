@@ -182,3 +182,23 @@ def test_umap_compilation_cached_across_processes_with_the_same_result(tmp_path)
         assert bool(cached) == (name != "uncached"), (name, cached)  # umap itself does not cache it
     np.testing.assert_array_equal(runs["first"], runs["uncached"])
     np.testing.assert_array_equal(runs["second"], runs["uncached"])
+
+
+def test_counts_layer_read_with_one_index_type(tmp_path, pbmc68k_counts):
+    """Slicing rows of a CSR whose indices and indptr differ in type copies the whole matrix
+    each time (quadratic over an atlas's batches): the counts are read with one type."""
+    import anndata as ad
+
+    from common_io import read_counts_layer, same_index_dtype
+
+    adata = ad.AnnData(X=pbmc68k_counts.X.copy(), var=pbmc68k_counts.var)
+    adata.layers["counts"] = pbmc68k_counts.X.copy()
+    adata.write_h5ad(tmp_path / "pre.h5ad")
+    counts, genes = read_counts_layer(tmp_path / "pre.h5ad")
+    assert counts.indices.dtype == counts.indptr.dtype == np.int32
+    assert (counts != pbmc68k_counts.X).nnz == 0 and list(genes) == list(pbmc68k_counts.var_names)
+    mixed = sp.csr_matrix(pbmc68k_counts.X)
+    mixed.indptr = mixed.indptr.astype(np.int64)
+    fixed = same_index_dtype(mixed.copy())
+    assert fixed.indices.dtype == fixed.indptr.dtype == np.int32
+    assert (fixed[10:20] != pbmc68k_counts.X[10:20]).nnz == 0

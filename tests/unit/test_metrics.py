@@ -26,24 +26,7 @@ from metrics import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """BLAS/OpenMP on one thread: KMeans and the decompositions spin-wait for minutes when other
-    work shares the cores, and these matrices are far too small to gain from threads."""
-    import sklearn.cluster  # noqa: F401 - load the OpenMP runtime first, or the limit misses it
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def lognorm(pbmc68k_counts):
-    """pbmc68k log-normalised (CSR, cells x 765 genes) and its obs."""
-    X = sp.csr_matrix(pbmc68k_counts.X, dtype=np.float32)
-    X = sp.diags(1e4 / np.asarray(X.sum(1)).ravel()) @ X
-    X.data = np.log1p(X.data)
-    return sp.csr_matrix(X, dtype=np.float32), pbmc68k_counts.obs.copy()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- correlation score -------------------------------------------------------------------

@@ -214,3 +214,7 @@ def test_streamed_preprocessing_needs_a_chunk_not_the_matrix(tmp_path, counts):
     assert mem_mb("preprocess", atlas, chunk_cells=400_000) > streamed
     whole = MatrixSize(20_000.0, 4_000_000, 14_000, 2_800_000_000)
     assert mem_mb("preprocess", whole, chunk_cells=100_000) == mem_mb("preprocess", whole)
+
+
+def test_local_jobs_claim_at_most_half_the_cores():
+    assert [sizing.local_thread_cap(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]

@@ -12,22 +12,7 @@ import scipy.sparse as sp
 from subsample import MIN_PER_LABEL, iter_row_blocks, read_rows, subsample_cells
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import sklearn.cluster  # noqa: F401 - load the OpenMP runtime first, or the limit misses it
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def lognorm(pbmc68k_counts):
-    """pbmc68k log-normalised (CSR, 700 cells x 765 genes) and its obs."""
-    X = sp.csr_matrix(pbmc68k_counts.X, dtype=np.float32)
-    X = sp.diags(1e4 / np.asarray(X.sum(1)).ravel()) @ X
-    X.data = np.log1p(X.data)
-    return sp.csr_matrix(X, dtype=np.float32), pbmc68k_counts.obs.copy()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -155,9 +155,30 @@ def test_sparse_layouts_give_the_dense_batches(counts, layout):
         assert torch.equal(g, w) and g_codes is None and w_codes is None
 
 
-def test_sparse_layout_trains_identically(counts):
+@pytest.mark.parametrize("layout", ["scipy", "csr"])
+def test_a_subset_of_rows_gives_the_copied_rows_batches(counts, layout):
+    """Training and validation cells are rows of one matrix: the scipy layout reads them
+    from it without a copy (an atlas's counts held once), with the batches of a copy."""
+    from train import CountBatches
+
+    device = torch.device("cpu")
+    rows = np.sort(np.random.default_rng(0).choice(counts.shape[0], 500, replace=False))
+    matrix = sp.csr_matrix(counts, dtype=np.float32)
+    subset = CountBatches(matrix, device, layout, rows=rows)
+    copied = CountBatches(matrix[rows], device, "dense")
+    order = torch.randperm(500, generator=torch.Generator().manual_seed(3))
+    for (g, _), (w, _) in zip(subset.epoch(order, 64), copied.epoch(order, 64), strict=True):
+        assert torch.equal(g, w)
+    idx = torch.tensor([0, 499, 17])
+    assert torch.equal(subset.rows(idx)[0], copied.rows(idx)[0])
+    if layout == "scipy":
+        assert np.shares_memory(subset.csr.data, matrix.data)
+
+
+@pytest.mark.parametrize("layout", ["scipy", "csr"])
+def test_sparse_layout_trains_identically(counts, layout):
     a, ha = fit(counts, MODEL, TRAIN, layout="dense")
-    b, hb = fit(counts, MODEL, TRAIN, layout="csr")
+    b, hb = fit(counts, MODEL, TRAIN, layout=layout)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
 

@@ -258,10 +258,14 @@ def job_runtime(step, input_key=0):
 
 def job_threads(threads, input_key=0):
     """Threads function: `threads` for a job on at least sizing.SMALL_JOB_CELLS cells (its
-    input `input_key`), else one (sizing.job_threads)."""
+    input `input_key`), else one (sizing.job_threads); in a local run at most half the
+    cores (sizing.local_thread_cap), so that jobs run beside the trainings."""
 
     def get(wildcards, input):
-        return sizing.job_threads(threads, _input_size(wildcards, input, input_key))
+        n = sizing.job_threads(threads, _input_size(wildcards, input, input_key))
+        if workflow.local_exec and workflow.global_resources.get("_cores"):
+            n = min(n, sizing.local_thread_cap(workflow.cores))
+        return n
 
     return get
 

@@ -192,6 +192,14 @@ def job_threads(threads: int, size: MatrixSize) -> int:
     return 1 if size.cells < SMALL_JOB_CELLS else threads
 
 
+def local_thread_cap(cores: int) -> int:
+    """The most threads a job claims in a local run on ``cores`` cores: half of them (at
+    least one), so that a long job never holds the whole machine while the others wait.
+    On 2 cores each job then takes one: a 4-million-cell run had left a core idle for the
+    20 minutes of its last training, whose downstream jobs each wanted both cores."""
+    return max(1, int(cores) // 2)
+
+
 #: Threads of a training job that runs on a GPU (feeding it), or anywhere on a cluster
 #: (where the cluster profile sets its own).
 GPU_TRAIN_THREADS = 4

@@ -120,17 +120,25 @@ class CountBatches:
       the rows once on the device; batches are then contiguous nnz ranges whose bounds
       are known on the host, so densifying a batch never waits for the device.
     Every layout yields the same batches for the same permutation. ``covariates`` (integer
-    codes, cells x covariates) are held on the device and sliced with the counts.
+    codes, cells x covariates) are held on the device and sliced with the counts. ``rows``:
+    the rows of ``counts`` served (None: all); the ``scipy`` layout reads them from
+    ``counts`` itself (a float32 CSR matrix is then shared, not copied: an atlas's training
+    and validation cells cost the matrix once), the others copy them.
     """
 
-    def __init__(self, counts, device: torch.device, layout: str = "auto", covariates=None):
+    def __init__(self, counts, device: torch.device, layout: str = "auto", covariates=None, rows=None):
         self.device = device
-        self.n_cells, self.n_genes = counts.shape
+        self.n_cells, self.n_genes = (counts.shape[0] if rows is None else len(rows)), counts.shape[1]
         self.covariates = None if covariates is None else torch.as_tensor(
             np.asarray(covariates, dtype=np.int64).reshape(self.n_cells, -1), device=device)
         if layout == "auto":
-            layout = self.choose_layout(counts.shape, device)
+            layout = self.choose_layout((self.n_cells, self.n_genes), device)
         self.layout = layout
+        self.row_map = None
+        if layout == "scipy" and rows is not None and len(rows) < counts.shape[0]:
+            self.row_map = np.asarray(rows, dtype=np.int64)
+        elif rows is not None:
+            counts = _rows(counts, np.asarray(rows))
         if layout == "dense":
             dense = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
             self.data = torch.as_tensor(dense, dtype=torch.float32, device=device)
@@ -167,7 +175,7 @@ class CountBatches:
         if self.layout == "dense":
             return self.data[idx], codes
         if self.layout == "scipy":
-            return torch.from_numpy(self.csr[idx.cpu().numpy()].toarray()), codes
+            return torch.from_numpy(self.csr[self._source_rows(idx.cpu().numpy())].toarray()), codes
         starts, lengths = self.crow[idx], self.crow[idx + 1] - self.crow[idx]
         total = int(lengths.sum())
         row_ids = torch.repeat_interleave(torch.arange(len(idx), device=self.device), lengths, output_size=total)
@@ -183,7 +191,7 @@ class CountBatches:
             for b in range(n_batches):
                 yield self.data[order[b * batch_size:(b + 1) * batch_size]]
         elif self.layout == "scipy":
-            order = order.cpu().numpy()
+            order = self._source_rows(order.cpu().numpy())
             for b in range(n_batches):
                 block = self.csr[order[b * batch_size:(b + 1) * batch_size]].toarray()
                 yield torch.from_numpy(block)
@@ -198,6 +206,10 @@ class CountBatches:
                 batch = torch.zeros(batch_size, self.n_genes, device=self.device)
                 batch[row_ids, col[lo:hi]] = val[lo:hi]
                 yield batch
+
+    def _source_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Rows of the held matrix for the served rows ``idx``."""
+        return idx if self.row_map is None else self.row_map[idx]
 
     def permuted(self, order: torch.Tensor):
         """CSR arrays (crow, col, val) of the rows taken in ``order``, on the device."""
@@ -274,8 +286,8 @@ def fit(
     epochs = settings.n_epochs(n_train)
     codes = None if covariates is None else np.asarray(covariates, dtype=np.int64).reshape(n_cells, -1)
     seed_everything(settings.seed, device)
-    data = CountBatches(_rows(counts, train_idx), device, layout, None if codes is None else codes[train_idx])
-    held_out = (CountBatches(_rows(counts, val_idx), device, layout, None if codes is None else codes[val_idx])
+    data = CountBatches(counts, device, layout, None if codes is None else codes[train_idx], rows=train_idx)
+    held_out = (CountBatches(counts, device, layout, None if codes is None else codes[val_idx], rows=val_idx)
                 if len(val_idx) else None)
     log.info("counts held as %s on %s; %d training cells, %d held out for validation", data.layout, device,
              n_train, len(val_idx))
