@@ -47,6 +47,29 @@ def nb_reconstruction_loss(counts: torch.Tensor, mu: torch.Tensor, log_theta: to
     return -log_nb(counts, mu, torch.exp(log_theta)).sum(-1).mean()
 
 
+def nb_count_terms(counts: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Per cell, sum_genes [lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)]: the part of
+    log NB that depends on the counts and theta but not on the mean.
+
+    Every gene with x = 0 adds lgamma(theta) - lgamma(theta) - lgamma(1) = 0 exactly, so
+    on the CPU only the non-zero counts are evaluated (scRNA-seq batches are ~90 % zeros):
+    the lgamma and, in the backward pass, digamma calls were a third of a training step.
+    On CUDA the dense form is kept: it fuses into the compiled step and its CUDA graph,
+    where finding the non-zeros would synchronise with the host.
+    """
+    if counts.is_cuda:
+        return (torch.lgamma(counts + theta) - torch.lgamma(counts + 1)).sum(-1) - torch.lgamma(theta).sum()
+    return _sparse_count_terms(counts, theta)
+
+
+@torch.compiler.disable  # data-dependent shapes: run eagerly between the compiled parts of a step
+def _sparse_count_terms(counts: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    cells, genes = counts.nonzero(as_tuple=True)
+    x, t = counts[cells, genes], theta[genes]
+    terms = torch.lgamma(x + t) - torch.lgamma(t) - torch.lgamma(x + 1)
+    return counts.new_zeros(counts.shape[0]).index_add(0, cells, terms.to(counts.dtype))
+
+
 def nb_reconstruction_losses(counts, mus: list, log_theta) -> list:
     """``[nb_reconstruction_loss(counts, mu, log_theta) for mu in mus]``, sharing the work
     that does not depend on the mean.
@@ -54,12 +77,11 @@ def nb_reconstruction_losses(counts, mus: list, log_theta) -> list:
     log NB = [lgamma(x + theta) - lgamma(theta) - lgamma(x + 1) + theta log theta]
              - theta log(theta + mu) + x (log mu - log(theta + mu))
     The bracket depends on the counts and theta only, so the iVAE's two reconstructions
-    (pred_x and pred_xl: same counts, same theta) compute its lgamma terms once.
+    (pred_x and pred_xl: same counts, same theta) compute its lgamma terms once, and only
+    at the non-zero counts (``nb_count_terms``).
     """
     theta = torch.exp(log_theta)
-    shared = (torch.lgamma(counts + theta) - torch.lgamma(counts + 1)).sum(-1) + (
-        theta * torch.log(theta + EPS) - torch.lgamma(theta)
-    ).sum()
+    shared = nb_count_terms(counts, theta) + (theta * torch.log(theta + EPS)).sum()
     losses = []
     for mu in mus:
         log_theta_mu = torch.log(theta + mu + EPS)
