@@ -139,26 +139,29 @@ def test_count_terms_only_at_nonzero_counts_equal_the_dense_sum():
     log_theta = torch.randn(50, generator=g, dtype=torch.float64).requires_grad_()
     theta = torch.exp(log_theta)
     dense = (torch.lgamma(counts + theta) - torch.lgamma(theta) - torch.lgamma(counts + 1)).sum(-1)
-    sparse = nb_count_terms(counts.double(), theta)
+    sparse = nb_count_terms(counts.double(), theta, sparse=True)
     torch.testing.assert_close(sparse, dense.double())
     assert sparse[3].item() == 0.0
     grad_dense, = torch.autograd.grad(dense.sum(), log_theta)
-    grad_sparse, = torch.autograd.grad(nb_count_terms(counts.double(), torch.exp(log_theta)).sum(), log_theta)
+    grad_sparse, = torch.autograd.grad(nb_count_terms(counts.double(), torch.exp(log_theta), sparse=True).sum(), log_theta)
     torch.testing.assert_close(grad_sparse, grad_dense)
 
 
 def test_count_terms_compile_around_the_sparse_part():
-    """torch.compile of the whole loss runs the sparse part eagerly and gives the eager value."""
+    """torch.compile of the whole loss runs the sparse part eagerly; compiled or not, the
+    sparse form gives the dense form's loss, for batches with different numbers of non-zeros."""
     g = torch.Generator().manual_seed(8)
     counts = torch.poisson(torch.full((32, 40), 0.8), generator=g)
     props = torch.softmax(torch.randn(32, 40, generator=g), -1)
     log_theta = torch.randn(40, generator=g)
 
     def loss(c):
-        return nb_reconstruction_losses(c, [props * c.sum(-1, keepdim=True)], log_theta)[0]
+        return nb_reconstruction_losses(c, [props * c.sum(-1, keepdim=True)], log_theta, sparse=True)[0]
 
     compiled = torch.compile(loss, dynamic=False)
     counts2 = torch.poisson(torch.full((32, 40), 0.3), generator=g)  # another number of non-zeros
     assert int((counts2 > 0).sum()) != int((counts > 0).sum())
     for c in (counts, counts2):
-        torch.testing.assert_close(compiled(c), loss(c))
+        dense = nb_reconstruction_losses(c, [props * c.sum(-1, keepdim=True)], log_theta)[0]
+        torch.testing.assert_close(compiled(c), dense)
+        torch.testing.assert_close(loss(c), dense)

@@ -47,19 +47,22 @@ def nb_reconstruction_loss(counts: torch.Tensor, mu: torch.Tensor, log_theta: to
     return -log_nb(counts, mu, torch.exp(log_theta)).sum(-1).mean()
 
 
-def nb_count_terms(counts: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+def nb_count_terms(counts: torch.Tensor, theta: torch.Tensor, sparse: bool = False) -> torch.Tensor:
     """Per cell, sum_genes [lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)]: the part of
     log NB that depends on the counts and theta but not on the mean.
 
     Every gene with x = 0 adds lgamma(theta) - lgamma(theta) - lgamma(1) = 0 exactly, so
-    on the CPU only the non-zero counts are evaluated (scRNA-seq batches are ~90 % zeros):
-    the lgamma and, in the backward pass, digamma calls were a third of a training step.
-    On CUDA the dense form is kept: it fuses into the compiled step and its CUDA graph,
-    where finding the non-zeros would synchronise with the host.
+    with ``sparse`` only the non-zero counts are evaluated (scRNA-seq batches are ~90 %
+    zeros): the lgamma and, in the backward pass, digamma calls over every gene were a third
+    of a compiled CPU training step. Both forms give the same value up to float rounding.
+    ``fit`` uses the sparse form where the counts are held sparse on the CPU (atlases);
+    runs whose counts fit densely keep the dense sum, so their published results are
+    unchanged, and on CUDA finding the non-zeros would synchronise with the host and break
+    the step's CUDA graph.
     """
-    if counts.is_cuda:
-        return (torch.lgamma(counts + theta) - torch.lgamma(counts + 1)).sum(-1) - torch.lgamma(theta).sum()
-    return _sparse_count_terms(counts, theta)
+    if sparse:
+        return _sparse_count_terms(counts, theta)
+    return (torch.lgamma(counts + theta) - torch.lgamma(counts + 1)).sum(-1) - torch.lgamma(theta).sum()
 
 
 @torch.compiler.disable  # data-dependent shapes: run eagerly between the compiled parts of a step
@@ -70,7 +73,7 @@ def _sparse_count_terms(counts: torch.Tensor, theta: torch.Tensor) -> torch.Tens
     return counts.new_zeros(counts.shape[0]).index_add(0, cells, terms.to(counts.dtype))
 
 
-def nb_reconstruction_losses(counts, mus: list, log_theta) -> list:
+def nb_reconstruction_losses(counts, mus: list, log_theta, sparse: bool = False) -> list:
     """``[nb_reconstruction_loss(counts, mu, log_theta) for mu in mus]``, sharing the work
     that does not depend on the mean.
 
@@ -78,10 +81,10 @@ def nb_reconstruction_losses(counts, mus: list, log_theta) -> list:
              - theta log(theta + mu) + x (log mu - log(theta + mu))
     The bracket depends on the counts and theta only, so the iVAE's two reconstructions
     (pred_x and pred_xl: same counts, same theta) compute its lgamma terms once, and only
-    at the non-zero counts (``nb_count_terms``).
+    at the non-zero counts with ``sparse`` (``nb_count_terms``).
     """
     theta = torch.exp(log_theta)
-    shared = nb_count_terms(counts, theta) + (theta * torch.log(theta + EPS)).sum()
+    shared = nb_count_terms(counts, theta, sparse) + (theta * torch.log(theta + EPS)).sum()
     losses = []
     for mu in mus:
         log_theta_mu = torch.log(theta + mu + EPS)
@@ -166,7 +169,7 @@ class LossWeights:
 
 
 def ivae_loss(model, counts: torch.Tensor, weights: LossWeights, n_cells: int,
-              covariates: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+              covariates: torch.Tensor | None = None, sparse_likelihood: bool = False) -> dict[str, torch.Tensor]:
     """All loss terms for one batch of raw counts; ``loss`` is the weighted sum.
 
     ``model.inference`` encodes log1p(counts) (and the covariates' codes); both
@@ -174,7 +177,8 @@ def ivae_loss(model, counts: torch.Tensor, weights: LossWeights, n_cells: int,
     scored by the NB likelihood of the raw counts with each cell's total count as library
     size, decoded in one pass. Terms whose weight is 0 are not computed and reported as 0
     (with irecon = 0 the module's reconstruction is not even decoded). Logged terms are
-    weighted as they enter ``loss``.
+    weighted as they enter ``loss``. ``sparse_likelihood``: evaluate the lgamma terms at the
+    non-zero counts only (``nb_count_terms``).
     """
     inf = model.inference(counts, covariates)
     q_z, q_m, scale, library = inf["q_z"], inf["q_m"], inf["scale"], inf["library"]
@@ -183,7 +187,8 @@ def ivae_loss(model, counts: torch.Tensor, weights: LossWeights, n_cells: int,
     onehot = inf["covariates"]
     gen = model.generative(torch.cat(latents), library.repeat(len(latents), 1),
                            None if onehot is None else onehot.repeat(len(latents), 1))
-    recons = nb_reconstruction_losses(counts, list(gen["mu"].split(counts.shape[0])), gen["log_theta"])
+    recons = nb_reconstruction_losses(counts, list(gen["mu"].split(counts.shape[0])), gen["log_theta"],
+                                      sparse=sparse_likelihood)
     terms = {"recon": recons[0], "irecon": weights.irecon * recons[1] if weights.irecon else zero}
     terms["kl"] = weights.beta * kl_normal_standard(q_m, scale) if weights.beta else zero
     terms["dip"] = weights.dip * dip_vae_ii_penalty(q_m, scale) if weights.dip else zero

@@ -309,16 +309,19 @@ def fit(
         expected = min(epochs, EARLY_STOP_EPOCHS_PER_PATIENCE * settings.patience) if settings.early_stopping else epochs
         compile_loss = expected * n_batches >= COMPILE_MIN_STEPS
 
+    # Counts held sparse on the CPU (atlases): the likelihood's lgamma terms at non-zeros only.
+    sparse_likelihood = data.layout == "scipy"
+
     def compute(batch, batch_codes):
-        return ivae_loss(model, batch, weights, n_train, batch_codes)
+        return ivae_loss(model, batch, weights, n_train, batch_codes, sparse_likelihood=sparse_likelihood)
 
     mode = compile_mode or (CUDA_COMPILE_MODE if device.type == "cuda" else "default")
     graphs = bool(compile_loss) and mode == "reduce-overhead" and device.type == "cuda"
     if compile_loss:
         compute = torch.compile(compute, dynamic=False, mode=mode if device.type == "cuda" else "default")
-    log.info("%d epochs, %d steps; loss %s", epochs, n_steps,
+    log.info("%d epochs, %d steps; loss %s%s", epochs, n_steps,
              f"compiled with torch.compile ({'CUDA graphs' if graphs else 'no CUDA graphs'})" if compile_loss
-             else "eager")
+             else "eager", "; likelihood's lgamma terms at non-zero counts" if sparse_likelihood else "")
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     fingerprint = repr((n_cells, n_genes, float(counts.sum()), model_settings, settings, epochs, str(device),
                         None if codes is None else int(codes.sum())))
@@ -447,7 +450,7 @@ def evaluate(model, cells: "CountBatches", weights: LossWeights, n_cells: int, *
         order = torch.arange(cells.n_cells, device=cells.device)
         for start in range(0, cells.n_cells, batch_size):
             batch, batch_codes = cells.rows(order[start:start + batch_size])
-            terms = ivae_loss(model, batch, weights, n_cells, batch_codes)
+            terms = ivae_loss(model, batch, weights, n_cells, batch_codes, sparse_likelihood=cells.layout == "scipy")
             for k in LOSS_TERMS:
                 totals[k] += float(terms[k]) * batch.shape[0]
     model.train(was_training)
