@@ -17,6 +17,8 @@ rule train:
     conda:
         "../../envs/train.yaml"
     threads: training_claim("threads")
+    # The main model heads the longest chain (embedding, AnnData, figures): start it first.
+    priority: 1
     resources:
         gpu=training_claim("gpu"),
         mem_mb=job_mem_mb("train"),
@@ -39,6 +41,7 @@ use rule train as train_run with:
         "logs/train_run/{dataset}/{method}/seed{seed}.log",
     benchmark:
         "benchmarks/train_run/{dataset}/{method}/seed{seed}.tsv"
+    priority: 0
     params:
         model=run_model_params,
         train=run_train_params,
