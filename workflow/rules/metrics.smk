@@ -11,6 +11,7 @@ rule cell_labels:
     conda:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, 0)
+    priority: 1  # unblocks the baselines and metrics: start it as soon as a core is free
     resources:
         mem_mb=job_mem_mb("cell_labels", subsampled=True),
         runtime=job_runtime("cell_labels"),
@@ -83,6 +84,7 @@ rule baselines:
     conda:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, "data")
+    priority: 1  # the longest job after the trainings (minutes on an atlas): not last
     resources:
         mem_mb=job_mem_mb("metrics", "data", subsampled=True),
         runtime=job_runtime("metrics", "data"),

@@ -17,7 +17,9 @@ rule train:
     conda:
         "../../envs/train.yaml"
     threads: training_claim("threads")
-    # The main model heads the longest chain (embedding, AnnData, figures): start it first.
+    # Priorities order the jobs that are ready at once (local runs): the longest first, so an
+    # atlas does not end with one long job on one core. The main model heads the longest
+    # chain (embedding, AnnData, figures).
     priority: 1
     resources:
         gpu=training_claim("gpu"),
