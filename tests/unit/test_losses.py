@@ -130,7 +130,7 @@ def test_ivae_loss_is_weighted_sum_and_skips_zero_weights():
 
 
 def test_count_terms_only_at_nonzero_counts_equal_the_dense_sum():
-    """The CPU path evaluates lgamma at non-zero counts only; value and gradient must
+    """The sparse form evaluates lgamma at non-zero counts only; value and gradient must
     equal the dense sum over every gene (zeros contribute exactly 0)."""
     g = torch.Generator().manual_seed(7)
     counts = torch.poisson(torch.full((16, 50), 1.5), generator=g)
