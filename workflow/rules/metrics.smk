@@ -8,10 +8,10 @@ rule cell_labels:
         "logs/cell_labels/{dataset}.log",
     benchmark:
         "benchmarks/cell_labels/{dataset}.tsv"
+    priority: 1  # unblocks the baselines and metrics: start it as soon as a core is free
     conda:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, 0)
-    priority: 1  # unblocks the baselines and metrics: start it as soon as a core is free
     resources:
         mem_mb=job_mem_mb("cell_labels", subsampled=True),
         runtime=job_runtime("cell_labels"),
@@ -81,10 +81,10 @@ rule baselines:
         "logs/baselines/{dataset}/seed{seed}.log",
     benchmark:
         "benchmarks/baselines/{dataset}/seed{seed}.tsv"
+    priority: 1  # the longest job after the trainings (minutes on an atlas): not last
     conda:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, "data")
-    priority: 1  # the longest job after the trainings (minutes on an atlas): not last
     resources:
         mem_mb=job_mem_mb("metrics", "data", subsampled=True),
         runtime=job_runtime("metrics", "data"),

@@ -14,13 +14,13 @@ rule train:
         "logs/train/{dataset}.log",
     benchmark:
         "benchmarks/train/{dataset}.tsv"
-    conda:
-        "../../envs/train.yaml"
-    threads: training_claim("threads")
     # Priorities order the jobs that are ready at once (local runs): the longest first, so an
     # atlas does not end with one long job on one core. The main model heads the longest
     # chain (embedding, AnnData, figures).
     priority: 1
+    conda:
+        "../../envs/train.yaml"
+    threads: training_claim("threads")
     resources:
         gpu=training_claim("gpu"),
         mem_mb=job_mem_mb("train"),
