@@ -37,12 +37,7 @@ def correlation_matrix(x: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float64)
     centred = x - x.mean(0)
-    norm = np.sqrt((centred**2).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = (centred.T @ centred) / np.outer(norm, norm)
-    corr = np.clip(corr, -1.0, 1.0)
-    np.fill_diagonal(corr, 1.0)
-    return corr
+    return _correlation_from_products(centred.T @ centred, np.sqrt((centred**2).sum(0)))
 
 
 def mean_abs_offdiagonal(corr: np.ndarray) -> float:
@@ -84,14 +79,32 @@ def participation_ratio(latent) -> float:
 
 
 def permutation_null(latent, n_draws: int, *, seed: int = 0) -> np.ndarray:
-    """Mean |off-diagonal r| of ``latent`` with each column permuted independently, per draw."""
+    """Mean |off-diagonal r| of ``latent`` with each column permuted independently, per draw.
+
+    Permuting a column changes neither its mean nor its norm, so the columns are centred and
+    their norms taken once, and each draw costs the shuffles and one cross-product (the
+    values are those of ``correlation_matrix`` of the permuted columns, to float rounding)."""
     latent = np.asarray(latent, dtype=np.float64)
     rng = np.random.default_rng(seed)
+    centred = np.asfortranarray(latent - latent.mean(0))  # columns contiguous: each shuffled in place
+    norm = np.sqrt((centred**2).sum(0))
+    shuffled = np.empty_like(centred, order="F")
     out = np.empty(n_draws)
     for i in range(n_draws):
-        shuffled = np.column_stack([rng.permutation(column) for column in latent.T])
-        out[i] = mean_abs_offdiagonal(correlation_matrix(shuffled))
+        for j in range(centred.shape[1]):  # the shuffles rng.permutation(column) makes, column by column
+            shuffled[:, j] = centred[:, j]
+            rng.shuffle(shuffled[:, j])
+        out[i] = mean_abs_offdiagonal(_correlation_from_products(shuffled.T @ shuffled, norm))
     return out
+
+
+def _correlation_from_products(products: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """``correlation_matrix`` from the centred columns' cross-products and norms."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = products / np.outer(norm, norm)
+    corr = np.clip(corr, -1.0, 1.0)
+    np.fill_diagonal(corr, 1.0)
+    return corr
 
 
 def torch_linear_init(rng: np.random.Generator, fan_in: int, fan_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,10 +125,25 @@ def random_module(latent, i_dim: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def random_module_null(latent, i_dim: int, n_draws: int, *, seed: int = 0) -> np.ndarray:
-    """Mean |off-diagonal r| of ``latent`` through ``n_draws`` untrained modules of width ``i_dim``."""
+    """Mean |off-diagonal r| of ``latent`` through ``n_draws`` untrained modules of width ``i_dim``.
+
+    The module is affine, ld = z A^T + c with A = W2 W1, so the covariance of ld is
+    A cov(z) A^T: each draw is computed from z's covariance (d x d), not by passing every
+    cell through the module, and equals ``correlation_matrix(random_module(...))`` to float
+    rounding with the same draws of the weights (tested)."""
+    latent = np.asarray(latent, dtype=np.float64)
+    centred = latent - latent.mean(0)
+    products = centred.T @ centred
     rng = np.random.default_rng(seed)
-    return np.array([mean_abs_offdiagonal(correlation_matrix(random_module(latent, i_dim, rng)))
-                     for _ in range(n_draws)])
+    out = np.empty(n_draws)
+    d = latent.shape[1]
+    for i in range(n_draws):
+        w1, _ = torch_linear_init(rng, d, i_dim)  # the draws random_module makes, in its order
+        w2, _ = torch_linear_init(rng, i_dim, d)
+        a = w2 @ w1
+        cov = a @ products @ a.T
+        out[i] = mean_abs_offdiagonal(_correlation_from_products(cov, np.sqrt(np.clip(np.diag(cov), 0.0, None))))
+    return out
 
 
 def rank_k_reference(latent, k: int) -> float:
