@@ -14,26 +14,59 @@ def result(pbmc68k_counts):
     return preprocess(pbmc68k_counts.copy(), **PARAMS)[0]
 
 
-def test_matches_scanpy(pbmc68k_counts, result):
-    """The memory-lean steps give scanpy's QC metrics, HVGs and normalisation."""
+def scanpy_reference(counts, *, min_genes=50, min_cells=3, n_top_genes=300):
+    """scanpy's QC metrics, filters, seurat_v3 HVGs and log-normalisation of ``counts``: the
+    cells x HVGs AnnData, and every QC-passed gene log-normalised (what .raw holds)."""
     import scanpy as sc
 
-    ref = pbmc68k_counts.copy()
+    ref = counts.copy()
     ref.var["mt"] = ref.var_names.str.startswith("MT-")
     sc.pp.calculate_qc_metrics(ref, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
-    ref = ref[ref.obs["n_genes_by_counts"] >= 50].copy()
-    sc.pp.filter_genes(ref, min_cells=3)
+    ref = ref[ref.obs["n_genes_by_counts"] >= min_genes].copy()
+    sc.pp.filter_genes(ref, min_cells=min_cells)
     ref.layers["counts"] = ref.X.copy()
-    sc.pp.highly_variable_genes(ref, n_top_genes=300, flavor="seurat_v3", layer="counts")
+    sc.pp.highly_variable_genes(ref, n_top_genes=n_top_genes, flavor="seurat_v3", layer="counts")
     sc.pp.normalize_total(ref, target_sum=1e4)
     sc.pp.log1p(ref)
-    ref = ref[:, ref.var["highly_variable"]]
+    return ref[:, ref.var["highly_variable"]], ref
+
+
+def assert_matches(result, ref, full=None):
     assert list(result.var_names) == list(ref.var_names)
     assert list(result.obs_names) == list(ref.obs_names)
     for column in ("n_genes_by_counts", "total_counts", "pct_counts_mt"):
         np.testing.assert_allclose(result.obs[column], ref.obs[column], rtol=1e-6)
     np.testing.assert_allclose(result.var["variances_norm"], ref.var["variances_norm"], rtol=1e-6)
     np.testing.assert_allclose(result.X.toarray(), ref.X.toarray(), rtol=1e-5, atol=1e-6)
+    assert (result.layers["counts"] != ref.layers["counts"]).nnz == 0
+    if full is not None:
+        assert list(result.raw.var_names) == list(full.var_names)
+        np.testing.assert_allclose(result.raw.X.toarray(), full.X.toarray(), rtol=1e-5, atol=1e-6)
+
+
+def test_matches_scanpy(pbmc68k_counts, result):
+    """The memory-lean steps give scanpy's QC metrics, HVGs and normalisation."""
+    assert_matches(result, *scanpy_reference(pbmc68k_counts))
+
+
+@pytest.mark.parametrize("keep_raw", [True, False])
+def test_genes_dropped_by_qc_leave_the_cell_totals(pbmc68k_counts, keep_raw):
+    """Genes in fewer than min_cells cells are dropped before normalising, as scanpy does:
+    the cell totals (of X and of .raw) count the QC-passed genes only. Two rare genes with
+    many counts in a few cells would change those cells' values if they were counted."""
+    import anndata as ad
+
+    rare = np.zeros((pbmc68k_counts.n_obs, 2), dtype=np.float32)
+    rare[[0, 5], 0], rare[[5, 9], 1] = 400, 250
+    counts = ad.concat([pbmc68k_counts, ad.AnnData(sp.csr_matrix(rare), obs=pbmc68k_counts.obs[[]],
+                                                   var=pbmc68k_counts.var.iloc[:0].reindex(["RARE1", "RARE2"]))],
+                       axis=1, merge="first")
+    counts.X = sp.csr_matrix(counts.X)
+    out, _ = preprocess(counts.copy(), **{**PARAMS, "keep_raw": keep_raw})
+    ref, full = scanpy_reference(counts)
+    assert "RARE1" not in full.var_names and "RARE2" not in full.var_names
+    assert_matches(out, ref, full if keep_raw else None)
+    assert (out.raw is None) != keep_raw
 
 
 def test_contract(result, pbmc68k_counts):

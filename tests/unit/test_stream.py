@@ -136,6 +136,18 @@ def test_bad_values_in_a_later_chunk_are_named(pbmc68k_counts, tmp_path):
         preprocess_to_file(source, tmp_path / "out.h5ad", chunk_cells=100, **PARAMS)
 
 
+def test_each_cell_is_checked_once(pbmc68k_counts, tmp_path, monkeypatch):
+    """The first pass checks every cell's counts; the later passes read them unchecked."""
+    import stream
+
+    pbmc68k_counts.write_h5ad(tmp_path / "in.h5ad")
+    checked = []
+    monkeypatch.setattr(stream, "check_counts", lambda block, what: checked.append(block.shape[0]))
+    source = open_counts(tmp_path / "in.h5ad")
+    preprocess_to_file(source, tmp_path / "out.h5ad", chunk_cells=150, **PARAMS)
+    assert sum(checked) == pbmc68k_counts.n_obs and len(checked) == 5
+
+
 def test_missing_counts_layer_named(pbmc68k_h5ad):
     with pytest.raises(InputError, match="counts_layer 'umi' is not a layer"):
         open_counts(pbmc68k_h5ad, counts_layer="umi", dataset="d")

@@ -36,9 +36,11 @@ from stream import H5adWriter, MemoryCounts, open_counts
 LOESS_SPAN = 0.3
 
 
-def log_normalise_inplace(X: sp.csr_matrix, target_sum: float) -> None:
-    """X.data <- log1p(x / cell total * target_sum), row by row chunks, in place."""
-    totals = np.asarray(X.sum(axis=1)).ravel()
+def log_normalise_inplace(X: sp.csr_matrix, target_sum: float, totals: np.ndarray | None = None) -> None:
+    """X.data <- log1p(x / cell total * target_sum), row by row chunks, in place; the
+    cell totals are X's row sums unless given (those of more genes than X holds)."""
+    if totals is None:
+        totals = np.asarray(X.sum(axis=1)).ravel()
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
     step = 1 << 16
     for lo in range(0, X.shape[0], step):
@@ -180,6 +182,8 @@ def seurat_v3(sums: np.ndarray, sumsq: np.ndarray, n: np.ndarray, clipped, n_top
 
 def _grouped_sums(block: sp.csr_matrix, codes: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
     """(groups x genes) sums of ``values`` (one per stored entry of ``block``) by row group."""
+    if n_groups == 1:  # no batches: the key is the gene
+        return np.bincount(block.indices, weights=values, minlength=block.shape[1])[None, :]
     rows = np.repeat(codes, np.diff(block.indptr))
     key = rows * block.shape[1] + block.indices
     return np.bincount(key, weights=values, minlength=n_groups * block.shape[1]).reshape(n_groups, block.shape[1])
@@ -281,11 +285,14 @@ def _preprocess(source, sink_factory, *, min_genes: int, min_cells: int, max_gen
             flat_clip = clip_val.ravel()
             progress = Progress("pass 3 of 4, clipped variances", n0_cells)
             for lo, hi, block in source.chunks(chunk_cells, keep):
-                rows = np.repeat(codes[offsets[lo]:offsets[hi]], np.diff(block.indptr))
-                key = rows * n_genes + gene_pos[block.indices]
-                kept = gene_pos[block.indices] >= 0
-                key = key[kept]
-                v = np.minimum(block.data[kept].astype(np.float64), flat_clip[key])
+                key = gene_pos[block.indices]
+                if n_batches > 1:
+                    key = key + n_genes * np.repeat(codes[offsets[lo]:offsets[hi]], np.diff(block.indptr))
+                values = block.data
+                if n_genes < n0_genes:
+                    kept = gene_pos[block.indices] >= 0
+                    key, values = key[kept], values[kept]
+                v = np.minimum(values.astype(np.float64), flat_clip[key])
                 csum += np.bincount(key, weights=v, minlength=clip_val.size)
                 csumsq += np.bincount(key, weights=v * v, minlength=clip_val.size)
                 progress.update(hi)
@@ -300,15 +307,26 @@ def _preprocess(source, sink_factory, *, min_genes: int, min_cells: int, max_gen
     sink = sink_factory(len(hvg_idx), n_genes if keep_raw else None)
     empty_parts = []
     progress = Progress("pass 4 of 4, normalise and write", n0_cells)
+    hvg_columns = gene_idx[hvg_idx]  # in the input's genes
+    gene_kept = np.zeros(n0_genes, dtype=bool)
+    gene_kept[gene_idx] = True
     for _, hi, block in source.chunks(chunk_cells, keep):
-        block = kept_genes(block)
-        counts = block[:, hvg_idx].tocsr()
+        counts = block[:, hvg_columns].tocsr()
         empty = np.asarray(counts.sum(axis=1)).ravel() == 0
         empty_parts.append(empty)
-        log_normalise_inplace(block, target_sum)  # every QC-passed gene
+        # cell totals over every QC-passed gene: sums of integers, exact in float64 (as in float32 below 2^24)
+        totals = np.bincount(np.repeat(np.arange(block.shape[0]), np.diff(block.indptr)),
+                             weights=np.where(gene_kept[block.indices], block.data, 0), minlength=block.shape[0])
+        X = counts.copy()
+        log_normalise_inplace(X, target_sum, totals)
+        raw = None
+        if keep_raw:  # every QC-passed gene, log-normalised
+            raw = kept_genes(block)
+            log_normalise_inplace(raw, target_sum, totals)
         if empty.any():
-            block, counts = block[~empty], counts[~empty]
-        sink.append(block[:, hvg_idx].tocsr(), {"counts": counts}, block if keep_raw else None)
+            X, counts = X[~empty], counts[~empty]
+            raw = raw[~empty] if keep_raw else None
+        sink.append(X, {"counts": counts}, raw)
         progress.update(hi)
     empty = np.concatenate(empty_parts)
     if empty.all():

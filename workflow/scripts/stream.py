@@ -55,8 +55,9 @@ class H5Counts:
     """CSR counts in an HDF5 file (an h5ad element or a Cell Ranger v3 matrix), read by rows.
 
     ``element``: the group holding the matrix; ``genes``: the columns to keep (None: all);
-    ``what`` names the dataset and file in errors. Every block read is checked to be
-    finite, non-negative integer counts (``common_io.check_counts``).
+    ``what`` names the dataset and file in errors. Every cell is checked to hold finite,
+    non-negative integer counts (``common_io.check_counts``) the first time it is read:
+    the first pass over the cells checks them all, and the later passes skip the check.
     """
 
     streamed = True
@@ -67,6 +68,7 @@ class H5Counts:
         self.obs, self.var = obs, var
         self.shape = (shape[0], len(var))
         self._n_file_genes = shape[1]
+        self._checked_to = 0  # cells 0.._checked_to-1 have been checked
 
     def read(self, lo: int, hi: int) -> sp.csr_matrix:
         import h5py
@@ -80,7 +82,10 @@ class H5Counts:
         if self.genes is not None:
             block = block[:, self.genes]
         block.sort_indices()
-        check_counts(block, what=self.what)
+        if hi > self._checked_to:
+            check_counts(block, what=self.what)
+            if lo <= self._checked_to:
+                self._checked_to = hi
         return block
 
     def chunks(self, size: int, rows: np.ndarray | None = None):
