@@ -218,3 +218,12 @@ def test_streamed_preprocessing_needs_a_chunk_not_the_matrix(tmp_path, counts):
 
 def test_local_jobs_claim_at_most_half_the_cores():
     assert [sizing.local_thread_cap(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
+
+
+@pytest.mark.parametrize("n_cells, nnz, peak_gib", [(999_996, 109_173_289, 2.74), (3_999_978, 437_091_518, 5.53)])
+def test_train_request_covers_the_measured_atlas_peaks(n_cells, nnz, peak_gib):
+    """Training's peak RSS in the atlas benchmark (benchmarks/million_cells.py, 2,000 HVGs,
+    counts too large to hold densely): the request covers it without asking for twice as much."""
+    size = MatrixSize(file_mb=nnz * 6 / 2**20, n_cells=n_cells, n_genes=2000, nnz=nnz, row_chunks=True)
+    assert size.dense_mb > 2048
+    assert peak_gib * 1024 < mem_mb("train", size) < 1.6 * peak_gib * 1024

@@ -241,7 +241,9 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | No
       cells at a time: about 4 copies of one chunk plus per-cell tables (~1 kB per cell);
       other inputs are held whole, about 2.5 times their counts as CSR;
     - ``train``: the counts as CSR plus, when small enough to be held densely (2 GiB),
-      the dense matrix; PyTorch itself ~1.5 GB;
+      the dense matrix, else once more the CSR's size (batches, evaluation; measured peaks
+      at 1 and 4 M atlas cells: 1.6 and 1.3 times the CSR above PyTorch); PyTorch itself
+      ~1.5 GB;
     - ``embed``: the counts as CSR and the embeddings;
     - ``cell_labels``, ``metrics``, ``figures``: the log-normalised matrix, .raw, the
       dense HVG matrix the baselines factorise, kNN graphs (~1 kB per cell). With
@@ -260,7 +262,7 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | No
     elif step == "preprocess":
         need = base + 2.5 * csr
     elif step == "train":
-        need = base + csr + (size.dense_mb if size.dense_mb <= 2048 else 2 * csr)
+        need = base + csr + (size.dense_mb if size.dense_mb <= 2048 else csr)
     elif step == "embed":
         need = base + 1.5 * csr + per_cell
     elif step == "cell_labels":
