@@ -167,3 +167,38 @@ def test_csr_writer_appends_rows(tmp_path):
     with h5py.File(tmp_path / "m.h5") as f:
         back = read_elem(f["M"])
     np.testing.assert_array_equal(back.toarray(), sp.vstack(blocks).toarray())
+
+
+def test_chunk_sums_are_bincounts_bitwise():
+    """The compiled sums equal np.bincount over the stored entries bitwise: the same values
+    in the same order (the clipped sums are not integers, so order matters)."""
+    from stream import clipped_sums, gene_sums, row_sums
+
+    rng = np.random.default_rng(0)
+    block = sp.random(300, 40, density=0.3, format="csr", random_state=1, dtype=np.float32)
+    block.data = rng.poisson(30, block.nnz).astype(np.float32) + 1
+    codes = rng.integers(0, 3, 300)
+    rows = np.repeat(codes, np.diff(block.indptr))
+    key = rows * 40 + block.indices
+    sums, sumsq, n = np.zeros((3, 40)), np.zeros((3, 40)), np.zeros(40, dtype=np.int64)
+    gene_sums(block.indptr, block.indices, block.data, codes, sums, sumsq, n)
+    np.testing.assert_array_equal(sums.ravel(), np.bincount(key, weights=block.data.astype(np.float64), minlength=120))
+    np.testing.assert_array_equal(sumsq.ravel(), np.bincount(key, weights=(block.data * block.data).astype(np.float64),
+                                                             minlength=120))
+    np.testing.assert_array_equal(n, np.bincount(block.indices, minlength=40))
+
+    kept = np.ones(40, dtype=bool)
+    kept[[3, 17]] = False  # genes dropped by QC
+    gene_pos = np.where(kept, np.cumsum(kept) - 1, -1)
+    clip = rng.uniform(20, 40, (3, 38))
+    csum, csumsq = np.full((3, 38), 0.1), np.full((3, 38), 0.2)  # added to what is there
+    clipped_sums(block.indptr, block.indices, block.data, codes, gene_pos, clip, csum, csumsq)
+    mask = gene_pos[block.indices] >= 0
+    k = (rows * 38 + gene_pos[block.indices])[mask]
+    v = np.minimum(block.data[mask].astype(np.float64), clip.ravel()[k])
+    np.testing.assert_array_equal(csum.ravel(), 0.1 + np.bincount(k, weights=v, minlength=114))
+    np.testing.assert_array_equal(csumsq.ravel(), 0.2 + np.bincount(k, weights=v * v, minlength=114))
+    assert (v < block.data[mask]).any()  # some counts were clipped
+
+    np.testing.assert_array_equal(row_sums(block.indptr, block.indices, block.data, kept),
+                                  np.asarray(block[:, kept].sum(axis=1)).ravel())

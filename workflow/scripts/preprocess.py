@@ -30,10 +30,12 @@ import scipy.sparse as sp
 from common_io import (InputError, atomic_path, covariate_codes, log, setup_logging, software_versions,
                        write_cell_table)
 from qc import cell_metrics, qc_bounds, qc_failures, scrublet_doublets
-from stream import H5adWriter, MemoryCounts, open_counts
+from stream import H5adWriter, MemoryCounts, clipped_sums, gene_sums, open_counts, row_sums
 
 #: Span of seurat_v3's loess of log variance on log mean (scanpy's default).
 LOESS_SPAN = 0.3
+
+
 
 
 def log_normalise_inplace(X: sp.csr_matrix, target_sum: float, totals: np.ndarray | None = None) -> None:
@@ -180,15 +182,6 @@ def seurat_v3(sums: np.ndarray, sumsq: np.ndarray, n: np.ndarray, clipped, n_top
     return df
 
 
-def _grouped_sums(block: sp.csr_matrix, codes: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:
-    """(groups x genes) sums of ``values`` (one per stored entry of ``block``) by row group."""
-    if n_groups == 1:  # no batches: the key is the gene
-        return np.bincount(block.indices, weights=values, minlength=block.shape[1])[None, :]
-    rows = np.repeat(codes, np.diff(block.indptr))
-    key = rows * block.shape[1] + block.indices
-    return np.bincount(key, weights=values, minlength=n_groups * block.shape[1]).reshape(n_groups, block.shape[1])
-
-
 class _MemorySink:
     """Collects the output's row blocks and makes an AnnData of them (the in-memory result)."""
 
@@ -251,10 +244,8 @@ def _preprocess(source, sink_factory, *, min_genes: int, min_cells: int, max_gen
     n_cells_by_counts = np.zeros(n0_genes, dtype=np.int64)
     progress = Progress("pass 2 of 4, gene statistics", n0_cells)
     for lo, hi, block in source.chunks(chunk_cells, keep):
-        c = codes[offsets[lo]:offsets[hi]]
-        n_cells_by_counts += np.bincount(block.indices, minlength=n0_genes)
-        sums += _grouped_sums(block, c, n_batches, block.data.astype(np.float64))
-        sumsq += _grouped_sums(block, c, n_batches, (block.data * block.data).astype(np.float64))
+        gene_sums(block.indptr, block.indices, block.data, codes[offsets[lo]:offsets[hi]], sums, sumsq,
+                   n_cells_by_counts)
         progress.update(hi)
     genes = n_cells_by_counts >= min_cells
     log.info("QC: kept %d of %d genes expressed in >= %d cells", genes.sum(), n0_genes, min_cells)
@@ -281,22 +272,14 @@ def _preprocess(source, sink_factory, *, min_genes: int, min_cells: int, max_gen
         gene_pos[gene_idx] = np.arange(n_genes)
 
         def clipped(clip_val):
-            csum, csumsq = np.zeros(clip_val.size), np.zeros(clip_val.size)
-            flat_clip = clip_val.ravel()
+            clip_val = np.ascontiguousarray(clip_val, dtype=np.float64).reshape(n_batches, n_genes)
+            csum, csumsq = np.zeros_like(clip_val), np.zeros_like(clip_val)
             progress = Progress("pass 3 of 4, clipped variances", n0_cells)
             for lo, hi, block in source.chunks(chunk_cells, keep):
-                key = gene_pos[block.indices]
-                if n_batches > 1:
-                    key = key + n_genes * np.repeat(codes[offsets[lo]:offsets[hi]], np.diff(block.indptr))
-                values = block.data
-                if n_genes < n0_genes:
-                    kept = gene_pos[block.indices] >= 0
-                    key, values = key[kept], values[kept]
-                v = np.minimum(values.astype(np.float64), flat_clip[key])
-                csum += np.bincount(key, weights=v, minlength=clip_val.size)
-                csumsq += np.bincount(key, weights=v * v, minlength=clip_val.size)
+                clipped_sums(block.indptr, block.indices, block.data, codes[offsets[lo]:offsets[hi]], gene_pos,
+                              clip_val, csum, csumsq)
                 progress.update(hi)
-            return csum.reshape(clip_val.shape), csumsq.reshape(clip_val.shape)
+            return csum, csumsq
 
         hvg = seurat_v3(sums[:, gene_idx], sumsq[:, gene_idx], n_per_batch, clipped, n_hvg)
         for column in ("highly_variable", "highly_variable_rank", "means", "variances", "variances_norm"):
@@ -315,8 +298,7 @@ def _preprocess(source, sink_factory, *, min_genes: int, min_cells: int, max_gen
         empty = np.asarray(counts.sum(axis=1)).ravel() == 0
         empty_parts.append(empty)
         # cell totals over every QC-passed gene: sums of integers, exact in float64 (as in float32 below 2^24)
-        totals = np.bincount(np.repeat(np.arange(block.shape[0]), np.diff(block.indptr)),
-                             weights=np.where(gene_kept[block.indices], block.data, 0), minlength=block.shape[0])
+        totals = row_sums(block.indptr, block.indices, block.data, gene_kept)
         X = counts.copy()
         log_normalise_inplace(X, target_sum, totals)
         raw = None
