@@ -4,6 +4,8 @@ rule obtain_builtin:
         "results/downloads/{source}.h5ad",
     log:
         "logs/obtain_builtin/{source}.log",
+    benchmark:
+        "benchmarks/obtain_builtin/{source}.tsv"
     wildcard_constraints:
         source="|".join(map(re.escape, BUILTIN_SOURCES)) or "^$",
     localrule: True  # needs the internet, which compute nodes usually lack

@@ -20,6 +20,8 @@ rule plot_latent_correlation:
         ),
     log:
         "logs/plot_latent_correlation/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_latent_correlation/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -86,6 +88,8 @@ rule plot_training:
         ),
     log:
         "logs/plot_training/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_training/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -111,6 +115,8 @@ rule plot_metrics:
         ),
     log:
         "logs/plot_metrics/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_metrics/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -133,6 +139,8 @@ use rule plot_metrics as plot_compare_metrics with:
         ),
     log:
         "logs/plot_compare_metrics/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_compare_metrics/{dataset}.tsv"
 
 
 rule plot_spectrum:
@@ -149,6 +157,8 @@ rule plot_spectrum:
         ),
     log:
         "logs/plot_spectrum/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_spectrum/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -171,6 +181,8 @@ use rule plot_spectrum as plot_compare_spectrum with:
         ),
     log:
         "logs/plot_compare_spectrum/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_compare_spectrum/{dataset}.tsv"
 
 
 rule anndata:
@@ -213,6 +225,8 @@ rule component_genes:
         ),
     log:
         "logs/component_genes/{dataset}.log",
+    benchmark:
+        "benchmarks/component_genes/{dataset}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -238,6 +252,8 @@ rule plot_component_genes:
         ),
     log:
         "logs/plot_component_genes/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_component_genes/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1

@@ -93,6 +93,8 @@ rule plot_mapping:
         ),
     log:
         "logs/plot_mapping/{query}/{reference}.log",
+    benchmark:
+        "benchmarks/plot_mapping/{query}/{reference}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1

@@ -34,6 +34,8 @@ rule run_metrics:
         "results/{dataset}/runs/{method}/seed{seed}/run_metrics.tsv",
     log:
         "logs/run_metrics/{dataset}/{method}/seed{seed}.log",
+    benchmark:
+        "benchmarks/run_metrics/{dataset}/{method}/seed{seed}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
@@ -60,6 +62,8 @@ use rule run_metrics as run_metrics_main with:
         "results/{dataset}/run_metrics.tsv",
     log:
         "logs/run_metrics/{dataset}/main.log",
+    benchmark:
+        "benchmarks/run_metrics/{dataset}/main.tsv"
     params:
         step="run",
         method="iVAE",
@@ -113,6 +117,8 @@ rule metrics:
         summary="results/{dataset}/metrics_summary.tsv",
     log:
         "logs/metrics/{dataset}.log",
+    benchmark:
+        "benchmarks/metrics/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
@@ -132,6 +138,8 @@ use rule metrics as compare_metrics with:
         summary="results/{dataset}/compare/metrics_summary.tsv",
     log:
         "logs/compare_metrics/{dataset}.log",
+    benchmark:
+        "benchmarks/compare_metrics/{dataset}.tsv"
 
 
 use rule metrics as sweep_metrics with:
@@ -142,6 +150,8 @@ use rule metrics as sweep_metrics with:
         summary="results/{dataset}/sweep/metrics_summary.tsv",
     log:
         "logs/sweep_metrics/{dataset}.log",
+    benchmark:
+        "benchmarks/sweep_metrics/{dataset}.tsv"
 
 
 rule correlation_nulls:
@@ -154,6 +164,8 @@ rule correlation_nulls:
         draws="results/{dataset}/latent_correlation_null.tsv",
     log:
         "logs/correlation_nulls/{dataset}.log",
+    benchmark:
+        "benchmarks/correlation_nulls/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -177,6 +189,8 @@ rule software_versions:
         "results/{dataset}/software_versions.tsv",
     log:
         "logs/software_versions/{dataset}.log",
+    benchmark:
+        "benchmarks/software_versions/{dataset}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1

@@ -42,6 +42,8 @@ rule plot_qc:
         ),
     log:
         "logs/plot_qc/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_qc/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1

@@ -29,6 +29,8 @@ rule plot_sweep:
         ),
     log:
         "logs/plot_sweep/{dataset}.log",
+    benchmark:
+        "benchmarks/plot_sweep/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -49,6 +51,8 @@ rule readme:
         f"results/readme/{config['readme']['block']}.md",
     log:
         "logs/readme.log",
+    benchmark:
+        "benchmarks/readme.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
