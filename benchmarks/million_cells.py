@@ -10,18 +10,25 @@ sparse (CSR, uncompressed) .h5ad, a chunk of cells at a time, as atlases come.
 
 The workflow then runs on it with ``snakemake`` (its default target: preprocessing, the
 iVAE and its controls at ``train.epochs: auto``, embeddings, reference labels, metrics,
-nulls, figures, adata.h5ad) with ``keep_raw: false`` and one seed, and every rule's wall
-time and peak RSS is read from Snakemake's benchmark files.
+nulls, figures, adata.h5ad) with ``keep_raw: false`` and one seed. Every job's wall time
+and sampled peak RSS is read from Snakemake's benchmark files, and its exact peak RSS from
+``process_peaks.py``, which runs beside Snakemake and reads each job process's high-water
+mark: that of the job's script process, not adding the processes it starts, such as PyTorch's
+compile workers (Snakemake samples every 30 s after a job's first 15 s and can miss a brief
+peak).
 
 Reproduce (from the repository root, in the environment of requirements.txt; each size
 writes its input once under --workdir and reuses it):
 
     python benchmarks/million_cells.py --n-cells 1000000 2000000 4000000
 
-Prints, and writes to --workdir/atlas_scale.tsv, one row per job (of the rules with a
-benchmark file) and size: seconds and peak RSS (GiB), the whole target's wall time (from
-Snakemake's logs), and how each job's time grows with cells (the exponent of a power law
-fitted over the sizes: 1 is linear).
+Prints, and writes to --workdir/atlas_scale.tsv, one row per job and size: seconds, peak
+RSS in GiB (``peak_rss_gib``: the exact one where process_peaks.py saw the job, else
+Snakemake's sample, ``exact``: which), the whole target's wall time (from Snakemake's logs),
+and how each job's time grows with cells (the exponent of a power law fitted over the
+sizes: 1 is linear). In the printed table a sampled peak is marked "*". Every
+``process_peaks*.tsv`` in a size's directory is read, so the exact peaks of jobs rerun
+apart (``snakemake --forcerun``, with process_peaks.py attached) count too.
 """
 
 import argparse
@@ -107,17 +114,34 @@ def make_input(n_cells: int, dest: Path, cache: Path, *, min_depth: float = 0.5,
     tmp.rename(dest)
 
 
+def exact_peaks(workdir: Path) -> dict[str, float]:
+    """Each job's exact peak RSS (GiB) from the size's process_peaks*.tsv files, by job key
+    (its log path without ``logs/`` and ``.log``): the largest of its processes."""
+    tables = [pd.read_csv(path, sep="\t") for path in sorted(workdir.glob("process_peaks*.tsv"))
+              if path.stat().st_size > 1]  # a watch that saw no process writes an empty file
+    tables = [t for t in tables if "job" in t and not t.empty]
+    if not tables:
+        return {}
+    peaks = pd.concat(tables).dropna(subset=["job"])
+    return peaks.groupby("job")["peak_rss_gib"].max().to_dict()
+
+
 def rule_costs(workdir: Path) -> pd.DataFrame:
-    """Every job's seconds and peak RSS from Snakemake's benchmark files (the rules that
-    have one), named by rule and wildcards, e.g. ``train_run VAE/seed0``."""
+    """Every job's seconds and peak RSS from Snakemake's benchmark files, named by rule and
+    wildcards, e.g. ``train_run VAE/seed0``; the peak is the exact one where known."""
     rows = []
     root = workdir / "benchmarks"
+    exact = exact_peaks(workdir)
     for path in sorted(root.rglob("*.tsv")):
         bench = pd.read_csv(path, sep="\t")
-        rule, *rest = path.relative_to(root).with_suffix("").parts
+        key = path.relative_to(root).with_suffix("")
+        rule, *rest = key.parts
         name = " ".join([rule, "/".join(rest[1:])]).strip()  # rest[0] is the dataset
+        sampled = float(bench["max_rss"].iloc[-1]) / 1024 if pd.notna(bench["max_rss"].iloc[-1]) else 0.0
+        peak = exact.get(key.as_posix())
         rows.append({"rule": name, "jobs": 1, "seconds": float(bench["s"].iloc[-1]),
-                     "peak_rss_gib": float(bench["max_rss"].iloc[-1]) / 1024})
+                     "peak_rss_gib": sampled if peak is None else peak, "sampled_rss_gib": sampled,
+                     "exact": peak is not None})
     return pd.DataFrame(rows).set_index("rule")
 
 
@@ -140,7 +164,13 @@ def run_size(n_cells: int, args) -> pd.DataFrame:
            "--cores", str(args.cores), *args.targets]
     if args.resume:  # keep what an interrupted run finished; its wall time is added
         cmd += ["--rerun-triggers", "mtime"]
-    subprocess.run(cmd, check=True)
+    run = subprocess.Popen(cmd)
+    peaks = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "process_peaks.py"), "--pid", str(run.pid),
+                              "--out", str(workdir / f"process_peaks_{time.strftime('%Y%m%dT%H%M%S')}.tsv")])
+    returncode = run.wait()
+    peaks.wait()
+    if returncode:
+        raise subprocess.CalledProcessError(returncode, cmd)
     return report_size(n_cells, args)
 
 
@@ -164,8 +194,10 @@ def report_size(n_cells: int, args) -> pd.DataFrame:
     wall = snakemake_wall_seconds(workdir)
     costs = rule_costs(workdir).reset_index()
     costs.insert(0, "cells", n_cells)
+    largest = costs.loc[costs["peak_rss_gib"].idxmax()]
     total = pd.DataFrame([{"cells": n_cells, "rule": "whole target (wall time)", "jobs": costs["jobs"].sum(),
-                           "seconds": wall, "peak_rss_gib": costs["peak_rss_gib"].max()}])
+                           "seconds": wall, "peak_rss_gib": largest["peak_rss_gib"],
+                           "sampled_rss_gib": costs["sampled_rss_gib"].max(), "exact": largest["exact"]}])
     return pd.concat([costs, total], ignore_index=True)
 
 
@@ -188,8 +220,8 @@ def markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for rule in order:
         rows = table[table["rule"] == rule].set_index("cells")
-        cells = [f"{rows.at[n, 'seconds']:,.0f} / {rows.at[n, 'peak_rss_gib']:.2f}" if n in rows.index else "–"
-                 for n in sizes]
+        cells = [f"{rows.at[n, 'seconds']:,.0f} / {rows.at[n, 'peak_rss_gib']:.2f}{'' if rows.at[n, 'exact'] else '*'}"
+                 if n in rows.index else "–" for n in sizes]
         exponent = rows["growth_exponent"].iloc[0]
         lines.append(f"| {rule} | " + " | ".join(cells) + f" | {'–' if np.isnan(exponent) else f'{exponent:.2f}'} |")
     return "\n".join(lines)

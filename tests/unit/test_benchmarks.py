@@ -1,0 +1,69 @@
+"""The atlas benchmark's measurements: exact peak memory per job (benchmarks/process_peaks.py)
+and how benchmarks/million_cells.py tabulates them."""
+
+import subprocess
+import sys
+import threading
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import million_cells  # noqa: E402
+import process_peaks  # noqa: E402
+
+
+def test_script_and_job_read_from_snakemakes_script_copy(tmp_path):
+    scripts = tmp_path / ".snakemake" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "tmpab12_x9.embed.py").write_bytes(
+        b"import pickle;snakemake = pickle.loads(b'\\x80...logs/embed_run/kang1000000/VAE/seed0.log\\x94...')\n")
+    cmdline = [sys.executable, ".snakemake/scripts/tmpab12_x9.embed.py"]
+    assert process_peaks.script_and_job(cmdline, str(tmp_path)) == ("embed", "embed_run/kang1000000/VAE/seed0")
+    assert process_peaks.script_and_job(["bash", "-c", "true"], str(tmp_path)) == ("bash -c true", "")
+
+
+def test_watch_records_a_childs_peak_after_it_has_freed_it():
+    """The high-water mark keeps a peak the process no longer holds: 400 MB allocated,
+    freed, then a second of idling; sampled RSS at that point would show none of it."""
+    child = ("import numpy as np, time; a = np.ones(50_000_000); del a; time.sleep(1.5)")
+    root = subprocess.Popen(["bash", "-c", f"{sys.executable} -c '{child}'; true"])
+    result = {}
+    watcher = threading.Thread(target=lambda: result.update(table=process_peaks.watch(root.pid, 0.1)))
+    watcher.start()
+    root.wait()
+    watcher.join(timeout=30)
+    table = result["table"]
+    python = table[table["script"].str.contains("import numpy")]
+    assert len(python) == 1
+    assert 0.37 < python["peak_rss_gib"].iloc[0] < 1.5
+
+
+def write_bench(path, seconds, max_rss_mb):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"s": seconds, "h:m:s": "0:00:01", "max_rss": max_rss_mb}]).to_csv(path, sep="\t", index=False)
+
+
+def test_rule_costs_take_the_exact_peak_where_known(tmp_path):
+    write_bench(tmp_path / "benchmarks" / "embed" / "ds.tsv", 90.0, 2048.0)
+    write_bench(tmp_path / "benchmarks" / "embed_run" / "ds" / "VAE" / "seed0.tsv", 80.0, 1024.0)
+    pd.DataFrame([{"pid": 1, "script": "embed", "job": "embed/ds", "start_s": 0, "end_s": 90, "peak_rss_gib": 3.5},
+                  {"pid": 2, "script": "x", "job": None, "start_s": 0, "end_s": 1, "peak_rss_gib": 9.0}]
+                 ).to_csv(tmp_path / "process_peaks_1.tsv", sep="\t", index=False)
+    costs = million_cells.rule_costs(tmp_path)
+    assert costs.loc["embed", "peak_rss_gib"] == 3.5 and costs.loc["embed", "exact"]
+    assert costs.loc["embed", "sampled_rss_gib"] == 2.0
+    assert costs.loc["embed_run VAE/seed0", "peak_rss_gib"] == 1.0
+    assert not costs.loc["embed_run VAE/seed0", "exact"]
+    table = costs.reset_index().assign(cells=1000, growth_exponent=float("nan"))
+    text = million_cells.markdown(table)
+    assert "| embed | 90 / 3.50 |" in text and "| embed_run VAE/seed0 | 80 / 1.00* |" in text
+
+
+@pytest.mark.parametrize("content", ["", "pid\tscript\tstart_s\tend_s\tpeak_rss_gib\n1\tembed\t0\t1\t2.0\n"])
+def test_peak_files_without_job_keys_are_ignored(tmp_path, content):
+    (tmp_path / "process_peaks_old.tsv").write_text(content)
+    assert million_cells.exact_peaks(tmp_path) == {}
