@@ -36,8 +36,6 @@ from stream import H5adWriter, MemoryCounts, clipped_sums, gene_sums, open_count
 LOESS_SPAN = 0.3
 
 
-
-
 def log_normalise_inplace(X: sp.csr_matrix, target_sum: float, totals: np.ndarray | None = None) -> None:
     """X.data <- log1p(x / cell total * target_sum), row by row chunks, in place; the
     cell totals are X's row sums unless given (those of more genes than X holds)."""
