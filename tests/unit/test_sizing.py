@@ -229,10 +229,9 @@ def test_train_request_covers_the_measured_atlas_peaks(n_cells, nnz, peak_gib):
     assert peak_gib * 1024 < mem_mb("train", size) < 1.6 * peak_gib * 1024
 
 
-@pytest.mark.parametrize("n_cells, nnz, peak_gib", [(999_996, 109_173_289, 2.02), (1_999_989, 218_800_151, 6.85),
-                                                    (3_999_978, 437_091_518, 12.99)])
+@pytest.mark.parametrize("n_cells, nnz, peak_gib", [(3_999_978, 437_091_518, 4.05)])
 def test_embed_request_covers_the_measured_atlas_peaks(n_cells, nnz, peak_gib):
-    """The largest exact peak of an embedding job at each size of the atlas benchmark
-    (benchmarks/process_peaks.py: the process's high-water mark) is under the request."""
+    """The exact peak of an embedding job in the atlas benchmark (benchmarks/process_peaks.py:
+    the process's high-water mark) is under the request, which is not twice as much."""
     size = MatrixSize(file_mb=nnz * 6 / 2**20, n_cells=n_cells, n_genes=2000, nnz=nnz, row_chunks=True)
-    assert peak_gib * 1024 < mem_mb("embed", size)
+    assert peak_gib * 1024 < mem_mb("embed", size) < 2 * peak_gib * 1024

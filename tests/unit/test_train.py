@@ -398,3 +398,15 @@ def test_counts_held_sparse_use_the_sparse_likelihood_with_the_dense_result(coun
     for a, b in zip(dense.state_dict().values(), sparse.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(h_sparse[["loss", "val_loss"]], h_dense[["loss", "val_loss"]], rtol=1e-4)
+
+
+def test_embedding_of_sparse_dense_and_integer_counts_agree(counts):
+    """The sparse path densifies each batch into one reused buffer: a last, shorter batch
+    and integer-typed counts give what the dense input gives."""
+    model, _ = fit(counts, MODEL, TRAIN)
+    dense = embed(model, counts.toarray(), batch_size=128)
+    for sparse in (sp.csr_matrix(counts), sp.csr_matrix(counts).astype(np.int32)):
+        for d, s in zip(dense, embed(model, sparse, batch_size=128)):
+            assert s.dtype == np.float32 and s.shape == d.shape
+            np.testing.assert_array_equal(s, d)
+    assert counts.shape[0] % 128  # the last batch is shorter than the buffer

@@ -488,11 +488,11 @@ def software_versions(packages) -> dict:
     return found
 
 
-def read_counts_layer(path, with_obs: bool = False):
-    """Only what training needs from preprocessed.h5ad: (counts CSR, gene names[, obs]).
+def read_counts_layer(path):
+    """Only what training and embedding need from preprocessed.h5ad: (counts CSR, gene names).
 
-    Reads ``layers/counts``, ``var`` (and ``obs``) alone, not X or .raw, so an atlas
-    costs only its highly-variable-gene counts in memory.
+    Reads ``layers/counts`` and ``var`` alone, not X, .raw or obs, so an atlas costs only
+    its highly-variable-gene counts in memory.
     """
     import h5py
     from anndata.io import read_elem
@@ -500,8 +500,27 @@ def read_counts_layer(path, with_obs: bool = False):
     with h5py.File(path, "r") as f:
         counts = same_index_dtype(sp.csr_matrix(read_elem(f["layers/counts"])))
         genes = read_elem(f["var"]).index
-        obs = read_elem(f["obs"]) if with_obs else None
-    return (counts, genes, obs) if with_obs else (counts, genes)
+    return counts, genes
+
+
+def read_obs_columns(path, keys, *, what: str | None = None) -> pd.DataFrame:
+    """The obs columns ``keys`` of an .h5ad file, in cell order, without the others (or the index).
+
+    An atlas's obs can hold gigabytes of per-cell strings; a step that needs two
+    covariate columns reads those alone. A missing column is an InputError that lists the
+    columns the file has.
+    """
+    import h5py
+    from anndata.io import read_elem
+
+    keys = list(keys)
+    with h5py.File(path, "r") as f:
+        group = f["obs"]
+        columns = [str(c) for c in np.atleast_1d(group.attrs.get("column-order", []))]
+        missing = [k for k in keys if k not in columns]
+        if missing:
+            raise InputError(f"{what or path}: covariate column(s) {missing} not in obs; its columns are {columns}.")
+        return pd.DataFrame({k: read_elem(group[k]) for k in keys})
 
 
 def same_index_dtype(X: sp.csr_matrix) -> sp.csr_matrix:
@@ -517,6 +536,15 @@ def same_index_dtype(X: sp.csr_matrix) -> sp.csr_matrix:
     if X.indptr.dtype != dtype:
         X.indptr = X.indptr.astype(dtype)
     return X
+
+
+def read_obs(path) -> pd.DataFrame:
+    """The whole obs of an .h5ad file, without its matrices."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        return read_elem(f["obs"])
 
 
 def read_lognorm(path):

@@ -244,9 +244,9 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | No
       the dense matrix, else once more the CSR's size (batches, evaluation; measured peaks
       at 1 and 4 M atlas cells: 1.6 and 1.3 times the CSR above PyTorch); PyTorch itself
       ~1.5 GB;
-    - ``embed``: the counts as CSR and the embeddings, with room for three times the CSR:
-      the exact peaks measured at 2 and 4 M atlas cells (README, "Atlas scale") varied
-      between runs of the same job, up to 6.9 and 13.0 GiB (4.2 and 4.0 times the CSR);
+    - ``embed``: the counts as CSR, then (once they are freed) the obs, with the
+      embeddings (~0.1 kB per cell) throughout: the CSR plus half the per-cell allowance
+      (the atlas benchmark's obs, with three string columns, takes ~0.45 kB per cell);
     - ``cell_labels``, ``metrics``, ``figures``: the log-normalised matrix, .raw, the
       dense HVG matrix the baselines factorise, kNN graphs (~1 kB per cell). With
       ``max_cells`` (``cell_labels`` and ``metrics`` only: the jobs that read just a
@@ -266,7 +266,7 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | No
     elif step == "train":
         need = base + csr + (size.dense_mb if size.dense_mb <= 2048 else csr)
     elif step == "embed":
-        need = base + 3 * csr + per_cell
+        need = base + csr + per_cell / 2
     elif step == "cell_labels":
         need = base + 3 * csr * share + 2 * raw * share + block + 2 * per_cell
     elif step == "metrics":

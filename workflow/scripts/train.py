@@ -16,8 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from common_io import (InputError, atomic_path, covariate_codes, log, read_counts_layer, save_checkpoint,
-                       setup_logging, software_versions)
+from common_io import (InputError, atomic_path, covariate_codes, log, read_counts_layer, read_obs_columns,
+                       save_checkpoint, setup_logging, software_versions)
 from losses import LOSS_TERMS, LossWeights, ivae_loss
 from model import COVARIATE_LAYERS, VAE, ModelSettings
 from sizing import auto_epochs
@@ -511,9 +511,10 @@ def main(snakemake) -> None:
              f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
              torch.get_num_threads())
 
-    counts, genes, obs = read_counts_layer(snakemake.input[0], with_obs=True)
+    counts, genes = read_counts_layer(snakemake.input[0])
     keys = list(snakemake.params.covariates)
-    codes, categories = covariate_codes(obs, keys, what=f"{snakemake.input[0]}")
+    what = str(snakemake.input[0])
+    codes, categories = covariate_codes(read_obs_columns(snakemake.input[0], keys, what=what), keys, what=what)
     model_settings = ModelSettings(n_genes=len(genes), **snakemake.params.model,
                                    n_categories=tuple(len(c) for c in categories))
     log.info("training on %d cells x %d genes; conditioned on %s; %s; %s", counts.shape[0], counts.shape[1],
