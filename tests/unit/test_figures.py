@@ -11,6 +11,7 @@ from correlation_nulls import correlation_nulls
 from plot_latent_correlation import plot_latent_correlation
 from plot_metrics import plot_metrics
 from plot_spectrum import method_of, plot_spectrum
+from plot_training import _style as training_style
 from plot_training import plot_training_curves
 
 
@@ -156,6 +157,20 @@ def test_training_curves_one_panel_per_objective(tmp_path):
     assert titles == ["iVAE: its objective", "VAE: its objective", "VAE-narrow: its objective",
                       "Held-out reconstruction (all models)"]
     check_files(tmp_path / "t.pdf", tmp_path / "t.png", plotstyle.DOUBLE_COLUMN)
+
+
+def test_training_epoch_ticks_are_whole_numbers():
+    """An atlas trains for 2 epochs (epochs: auto): the epoch axis has no ticks at 1.25 or 1.5."""
+    import matplotlib.pyplot as plt
+
+    for epochs in (2, 3, 250):
+        fig, ax = plt.subplots()
+        ax.plot(np.arange(1, epochs + 1), np.linspace(1, 0, epochs))
+        training_style(ax, "Loss per cell")
+        fig.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), (epochs, ticks)
+        plt.close(fig)
 
 
 # --- metrics --------------------------------------------------------------------------------

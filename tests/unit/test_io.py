@@ -210,7 +210,8 @@ def test_obs_columns_read_alone(tmp_path, pbmc68k_counts):
     import anndata as ad
     import pandas as pd
 
-    from common_io import read_obs, read_obs_columns
+    from common_io import read_obs_columns
+    from subsample import read_obs
 
     adata = small(pbmc68k_counts, 80)
     adata.obs["batch"] = pd.Categorical(np.where(np.arange(80) % 3 == 0, "b", "a"))

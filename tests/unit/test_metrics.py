@@ -142,6 +142,44 @@ def test_silhouette_subsample_is_seeded():
     assert clustering_metrics(emb, ref, max_cells_silhouette=600)["ASW"] == full
 
 
+def test_minibatch_draws_are_uniform_without_the_per_step_cumulative_sum():
+    """Above max_cells, MiniBatchKMeans's minibatches are drawn by randint (O(batch)) when
+    scikit-learn asks numpy's choice for a uniform weighted draw (O(cells) each step);
+    everything else, and every non-uniform or no-replacement draw, is numpy's own."""
+    from metrics import UniformDrawsRandomState
+
+    n = 1000
+    uniform = np.full(n, 1.0 / n)
+    ours, plain = UniformDrawsRandomState(7), np.random.RandomState(7)
+    np.testing.assert_array_equal(ours.choice(n, 50, p=uniform), plain.randint(0, n, 50))
+    one = ours.choice(n, p=uniform)  # kmeans++'s first centre: one draw, a scalar
+    assert isinstance(one, (int, np.integer)) and one == plain.randint(0, n)
+    skewed = np.arange(n, dtype=float) / np.arange(n).sum()
+    np.testing.assert_array_equal(ours.choice(n, 50, p=skewed), plain.choice(n, 50, p=skewed))
+    np.testing.assert_array_equal(ours.choice(n, 5, replace=False), plain.choice(n, 5, replace=False))
+    np.testing.assert_array_equal(ours.choice(n, 5, replace=False, p=uniform), plain.choice(n, 5, replace=False, p=uniform))
+    assert ours.random() == plain.random()
+
+    class Spy(UniformDrawsRandomState):
+        uniform_draws = 0
+
+        def randint(self, *args, **kwargs):
+            Spy.uniform_draws += 1
+            return super().randint(*args, **kwargs)
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [8, 0], [0, 8], [8, 8]])
+    ref = np.repeat(np.arange(4), 3000)
+    emb = centres[ref] + rng.normal(0, 1, (len(ref), 2))
+    from sklearn.cluster import MiniBatchKMeans
+
+    labels = MiniBatchKMeans(n_clusters=4, n_init=3, batch_size=512, random_state=Spy(0)).fit_predict(emb)
+    assert Spy.uniform_draws > 10  # scikit-learn's per-step draws went through randint
+    assert pd.crosstab(labels, ref).max(axis=0).sum() > 0.99 * len(ref)  # the four blobs are found
+    scores = clustering_metrics(emb, ref, max_cells=5000)
+    assert scores["ARI"] > 0.95 and scores == clustering_metrics(emb, ref, max_cells=5000)
+
+
 @pytest.mark.parametrize("emb, ref, match", [
     (np.zeros((4, 2)), ["a", "b", "a"], "one label per cell"),
     (np.arange(8.0).reshape(4, 2), ["a"] * 4, "at least 2"),

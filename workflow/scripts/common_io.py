@@ -503,8 +503,9 @@ def read_counts_layer(path):
     return counts, genes
 
 
-def read_obs_columns(path, keys, *, what: str | None = None) -> pd.DataFrame:
-    """The obs columns ``keys`` of an .h5ad file, in cell order, without the others (or the index).
+def read_obs_columns(path, keys, *, with_index: bool = False, what: str | None = None) -> pd.DataFrame:
+    """The obs columns ``keys`` of an .h5ad file, in cell order, without the others (and,
+    unless ``with_index``, without the cell names).
 
     An atlas's obs can hold gigabytes of per-cell strings; a step that needs two
     covariate columns reads those alone. A missing column is an InputError that lists the
@@ -520,7 +521,8 @@ def read_obs_columns(path, keys, *, what: str | None = None) -> pd.DataFrame:
         missing = [k for k in keys if k not in columns]
         if missing:
             raise InputError(f"{what or path}: covariate column(s) {missing} not in obs; its columns are {columns}.")
-        return pd.DataFrame({k: read_elem(group[k]) for k in keys})
+        index = pd.Index(read_elem(group[group.attrs["_index"]])) if with_index else None
+        return pd.DataFrame({k: read_elem(group[k]) for k in keys}, index=index)
 
 
 def same_index_dtype(X: sp.csr_matrix) -> sp.csr_matrix:
@@ -536,15 +538,6 @@ def same_index_dtype(X: sp.csr_matrix) -> sp.csr_matrix:
     if X.indptr.dtype != dtype:
         X.indptr = X.indptr.astype(dtype)
     return X
-
-
-def read_obs(path) -> pd.DataFrame:
-    """The whole obs of an .h5ad file, without its matrices."""
-    import h5py
-    from anndata.io import read_elem
-
-    with h5py.File(path, "r") as f:
-        return read_elem(f["obs"])
 
 
 def read_lognorm(path):

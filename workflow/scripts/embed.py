@@ -12,7 +12,8 @@ import scipy.sparse as sp
 import torch
 
 from common_io import (InputError, atomic_path, covariate_codes, load_checkpoint, log, read_counts_layer,
-                       read_obs, read_obs_columns, setup_logging, write_h5ad)
+                       read_obs_columns, setup_logging, write_h5ad)
+from subsample import read_obs
 
 
 def embed(model, counts, *, covariates=None, batch_size: int = 4096, device: str | torch.device = "cpu"):

@@ -22,6 +22,9 @@ def _kept_epoch(frame: pd.DataFrame):
 
 
 def _style(ax, ylabel):
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.25 on a 2-epoch run
     ax.set_xlabel("Epoch")
     ax.set_ylabel(ylabel)
     ax.tick_params(length=2, which="both")
