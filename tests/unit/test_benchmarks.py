@@ -67,3 +67,13 @@ def test_rule_costs_take_the_exact_peak_where_known(tmp_path):
 def test_peak_files_without_job_keys_are_ignored(tmp_path, content):
     (tmp_path / "process_peaks_old.tsv").write_text(content)
     assert million_cells.exact_peaks(tmp_path) == {}
+
+
+def test_shuffle_cost_prints_one_row_per_size():
+    """benchmarks/shuffle_cost.py (README, "Atlas scale": why the permutation null grows
+    faster than cells) runs and reports a positive cost per element for each size asked."""
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "shuffle_cost.py"), "--cells", "1000", "4096",
+                          "--repeats", "1"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "cells\tcolumn_mib\tns_per_element"
+    rows = [line.split("\t") for line in out[1:]]
+    assert [int(r[0]) for r in rows] == [1000, 4096] and all(float(r[2]) > 0 for r in rows)

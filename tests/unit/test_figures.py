@@ -9,7 +9,7 @@ from plot_embeddings import (category_order, label_title, plot_interpretative, p
                              umap_coordinates)
 from correlation_nulls import correlation_nulls
 from plot_latent_correlation import plot_latent_correlation
-from plot_metrics import plot_metrics
+from plot_metrics import plot_metrics, seeds_caption
 from plot_spectrum import method_of, plot_spectrum
 from plot_training import _style as training_style
 from plot_training import plot_training_curves
@@ -195,6 +195,15 @@ def test_metrics_panels(tmp_path):
     assert drawn == ["ARI", "NMI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
                      "participation_ratio", "val_nll"]
     check_files(tmp_path / "m.pdf", tmp_path / "m.png", plotstyle.DOUBLE_COLUMN)
+
+
+def test_metrics_caption_says_what_the_bars_are():
+    table = fake_metrics()
+    assert seeds_caption(table) == "Trained models: mean \u00b1 s.d. over 3 training seeds, dots = seeds"
+    one = table[table["seed"] == 0]
+    assert seeds_caption(one) == "Trained models: one training seed each (no s.d.; evaluation.seeds sets more)"
+    uneven = table[(table["method"] != "VAE") | (table["seed"] == 0)]
+    assert "over several training seeds" in seeds_caption(uneven)
 
 
 def test_metrics_missing_column_and_nan(tmp_path):

@@ -95,14 +95,22 @@ def plot_metrics(table: pd.DataFrame, *, dataset: str, pdf, png) -> list:
             ax.set_yticklabels([])
     for ax in axes.flat[len(drawn):]:
         ax.set_visible(False)
-    n_seeds = table[~table["method"].isin(BASELINES)].groupby("method")["seed"].nunique()
-    seeds = f"{n_seeds.min()}" if len(n_seeds) and n_seeds.min() == n_seeds.max() else "several"
     references = table["reference"].dropna().astype(str).unique()
     against = "; ".join(REFERENCES.get(r, f"against {r}") for r in references)
-    fig.suptitle(f"{dataset}: models and baselines {against}.\nTrained models: mean \u00b1 s.d. over {seeds} "
-                 f"training seeds, dots = seeds; grey: linear baselines, one fit per training seed", fontsize=6.5)
+    fig.suptitle(f"{dataset}: models and baselines {against}.\n{seeds_caption(table)}; grey: linear baselines, "
+                 "one fit per training seed", fontsize=6.5)
     plotstyle.save(fig, pdf, png)
     return [m[0] for m in drawn]
+
+
+def seeds_caption(table: pd.DataFrame) -> str:
+    """What the trained models' bars are: mean ± s.d. over their seeds, or one seed's value
+    (no s.d. exists then, and the caption says so rather than "over 1 training seeds")."""
+    n_seeds = table[~table["method"].isin(BASELINES)].groupby("method")["seed"].nunique()
+    if len(n_seeds) and n_seeds.max() == 1:
+        return "Trained models: one training seed each (no s.d.; evaluation.seeds sets more)"
+    seeds = f"{n_seeds.min()}" if len(n_seeds) and n_seeds.min() == n_seeds.max() else "several"
+    return f"Trained models: mean \u00b1 s.d. over {seeds} training seeds, dots = seeds"
 
 
 def main(snakemake) -> None:
