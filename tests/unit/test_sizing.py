@@ -220,18 +220,25 @@ def test_local_jobs_claim_at_most_half_the_cores():
     assert [sizing.local_thread_cap(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
 
 
-@pytest.mark.parametrize("n_cells, nnz, peak_gib", [(999_996, 109_173_289, 2.74), (3_999_978, 437_091_518, 5.53)])
-def test_train_request_covers_the_measured_atlas_peaks(n_cells, nnz, peak_gib):
-    """Training's peak RSS in the atlas benchmark (benchmarks/million_cells.py, 2,000 HVGs,
-    counts too large to hold densely): the request covers it without asking for twice as much."""
-    size = MatrixSize(file_mb=nnz * 6 / 2**20, n_cells=n_cells, n_genes=2000, nnz=nnz, row_chunks=True)
+#: Exact peaks (GiB) of the atlas benchmark's jobs (README, "Atlas scale"; benchmarks/process_peaks.py:
+#: the job process's high-water mark), and the stored counts at each size (2,000 HVGs).
+ATLAS = {999_996: 109_173_289, 1_999_989: 218_800_151, 3_999_978: 437_091_518}
+
+
+@pytest.mark.parametrize("n_cells, peak_gib", [(999_996, 2.68), (1_999_989, 4.42), (3_999_978, 4.45)])
+def test_train_request_covers_the_measured_atlas_peaks(n_cells, peak_gib):
+    """Training's largest exact peak at each size (counts too large to hold densely) is
+    under the request, which beyond its fixed 1.5 GB for PyTorch is not twice the peak."""
+    size = MatrixSize(file_mb=ATLAS[n_cells] * 6 / 2**20, n_cells=n_cells, n_genes=2000, nnz=ATLAS[n_cells],
+                      row_chunks=True)
     assert size.dense_mb > 2048
-    assert peak_gib * 1024 < mem_mb("train", size) < 1.6 * peak_gib * 1024
+    assert peak_gib * 1024 < mem_mb("train", size) and mem_mb("train", size) - 1500 < 2 * peak_gib * 1024
 
 
-@pytest.mark.parametrize("n_cells, nnz, peak_gib", [(3_999_978, 437_091_518, 4.05)])
-def test_embed_request_covers_the_measured_atlas_peaks(n_cells, nnz, peak_gib):
-    """The exact peak of an embedding job in the atlas benchmark (benchmarks/process_peaks.py:
-    the process's high-water mark) is under the request, which is not twice as much."""
-    size = MatrixSize(file_mb=nnz * 6 / 2**20, n_cells=n_cells, n_genes=2000, nnz=nnz, row_chunks=True)
-    assert peak_gib * 1024 < mem_mb("embed", size) < 2 * peak_gib * 1024
+@pytest.mark.parametrize("n_cells, peak_gib", [(999_996, 1.33), (1_999_989, 2.25), (3_999_978, 4.09)])
+def test_embed_request_covers_the_measured_atlas_peaks(n_cells, peak_gib):
+    """The largest exact peak of the three embedding jobs at each size is under the
+    request, which beyond its fixed 1.5 GB for PyTorch is not twice the peak."""
+    size = MatrixSize(file_mb=ATLAS[n_cells] * 6 / 2**20, n_cells=n_cells, n_genes=2000, nnz=ATLAS[n_cells],
+                      row_chunks=True)
+    assert peak_gib * 1024 < mem_mb("embed", size) and mem_mb("embed", size) - 1500 < 2 * peak_gib * 1024

@@ -241,9 +241,9 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | No
       cells at a time: about 4 copies of one chunk plus per-cell tables (~1 kB per cell);
       other inputs are held whole, about 2.5 times their counts as CSR;
     - ``train``: the counts as CSR plus, when small enough to be held densely (2 GiB),
-      the dense matrix, else once more the CSR's size (batches, evaluation; measured peaks
-      at 1 and 4 M atlas cells: 1.6 and 1.3 times the CSR above PyTorch); PyTorch itself
-      ~1.5 GB;
+      the dense matrix, else once more the CSR's size and at least 2 GiB (batches,
+      evaluation, compilation: the exact peaks at 2 and 4 M atlas cells were both 4.4 GiB,
+      with CSRs of 1.6 and 3.3 GiB); PyTorch itself ~1.5 GB;
     - ``embed``: the counts as CSR, then (once they are freed) the obs, with the
       embeddings (~0.1 kB per cell) throughout: the CSR plus half the per-cell allowance
       (the atlas benchmark's obs, with three string columns, takes ~0.45 kB per cell);
@@ -264,7 +264,7 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | No
     elif step == "preprocess":
         need = base + 2.5 * csr
     elif step == "train":
-        need = base + csr + (size.dense_mb if size.dense_mb <= 2048 else csr)
+        need = base + csr + (size.dense_mb if size.dense_mb <= 2048 else max(csr, 2048.0))
     elif step == "embed":
         need = base + csr + per_cell / 2
     elif step == "cell_labels":
