@@ -64,8 +64,8 @@ class UniformDrawsRandomState(np.random.RandomState):
     scikit-learn (since PR #30751, in 1.9.1 here) draws every minibatch as
     ``random_state.choice(n, batch_size, p=weights / weights.sum(), replace=True)``. Given
     ``p``, numpy checks it and builds its cumulative sum over all n cells at every step,
-    so a fit costs steps x n, and the steps grow with n too: quadratic in cells (38 s of a
-    4 M-cell metrics job, 3.5 s at 1 M). With equal weights that draw is a uniform draw
+    so a fit costs steps x n, and the steps grow with n too: quadratic in cells (README,
+    "Atlas scale": the per-run metrics jobs grew with exponent 1.15-1.30). With equal weights that draw is a uniform draw
     with replacement, which ``randint`` makes in O(batch_size). So here ``choice`` with a
     ``p`` that is uniform (checked once per array: scikit-learn passes the same one at
     every step) draws with ``randint``; every other call is numpy's own. The algorithm,
