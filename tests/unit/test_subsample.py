@@ -325,3 +325,16 @@ def test_adata_file_is_the_in_memory_anndata(model_outputs, tmp_path, max_cells)
         assert (got.obsp[key] != want.obsp[key]).nnz == 0
     assert got.uns["neighbors"]["params"] == want.uns["neighbors"]["params"]
     assert set(got.uns) == set(want.uns)
+
+
+def test_uns_entry_read_alone(tmp_path):
+    import anndata as ad
+
+    from subsample import read_uns
+
+    adata = ad.AnnData(obs=pd.DataFrame(index=["a", "b"]))
+    adata.uns["ivae"] = {"model_params": {"i_dim": 2}, "train_params": {"irecon": 5.0}}
+    adata.write_h5ad(tmp_path / "e.h5ad")
+    assert read_uns(tmp_path / "e.h5ad", "ivae")["train_params"]["irecon"] == 5.0
+    assert int(read_uns(tmp_path / "e.h5ad", "ivae/model_params/i_dim")) == 2
+    assert read_uns(tmp_path / "e.h5ad", "software", {}) == {}

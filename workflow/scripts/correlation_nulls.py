@@ -18,7 +18,7 @@ import pandas as pd
 from common_io import atomic_path, log, setup_logging
 from correlation import (correlation_matrix, mean_abs_offdiagonal, null_summary, permutation_null, random_module_null,
                          rank_k_reference)
-from subsample import read_obsm
+from subsample import read_obsm, read_uns
 
 
 def correlation_nulls(latent: np.ndarray, after: np.ndarray, i_dim: int, *, n_draws: int,
@@ -36,14 +36,11 @@ def correlation_nulls(latent: np.ndarray, after: np.ndarray, i_dim: int, *, n_dr
 
 
 def main(snakemake) -> None:
-    import h5py
-    from anndata.io import read_elem
-
     setup_logging(snakemake.log[0])
     rows, draws = [], []
     for path, seed in zip(snakemake.input, snakemake.params.seeds, strict=True):
-        with h5py.File(path, "r") as f:  # the two latents and i_dim: not the obs (an atlas's per-cell strings)
-            i_dim = int(read_elem(f["uns/ivae/model_params/i_dim"]))
+        # The two latents and i_dim: not the obs (an atlas's per-cell strings).
+        i_dim = int(read_uns(path, "ivae/model_params/i_dim"))
         summary, null = correlation_nulls(read_obsm(path, "X_ivae"), read_obsm(path, "X_ivae_ld"), i_dim,
                                           n_draws=snakemake.params.n_draws, seed=snakemake.params.eval_seed)
         rows += [{"seed": seed, **row} for row in summary]

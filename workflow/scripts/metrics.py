@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from common_io import (InputError, atomic_path, cache_umap_compilation, log, read_cell_table, read_lognorm,
                        read_obs_columns, setup_logging)
 from correlation import as_embedding, correlation_score, participation_ratio
-from subsample import read_obs, read_obsm, read_rows, subsample_cells, subsample_note
+from subsample import read_obs, read_obsm, read_rows, read_uns, subsample_cells, subsample_note
 
 #: Columns of the metrics tables, in order.
 SCORES = ["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
@@ -473,9 +473,6 @@ def scale_note(n_cells: int, max_cells: int | None, mixing: bool) -> str:
 
 def main_run(snakemake) -> None:
     """One trained model: its row of the metrics table."""
-    import h5py
-    from anndata.io import read_elem
-
     setup_logging(snakemake.log[0])
     path = snakemake.input.embedding
     batch_key = snakemake.params.batch_key
@@ -487,8 +484,7 @@ def main_run(snakemake) -> None:
     scores = embedding_metrics(read_obsm(path, "X_ivae")[known], reference, seed=snakemake.params.eval_seed,
                                batch=batch, max_cells=max_cells)
     history = pd.read_csv(snakemake.input.log_tsv, sep="\t")
-    with h5py.File(path, "r") as f:
-        ivae = read_elem(f["uns/ivae"])
+    ivae = read_uns(path, "ivae")
     train_params = ivae["train_params"]
     max_epochs = int(ivae.get("epochs", history["epoch"].max()))
     row = {"method": snakemake.params.method, "seed": int(snakemake.params.seed), **scores,

@@ -9,6 +9,7 @@ used) from model.pt, and the Snakemake that ran the workflow.
 import pandas as pd
 
 from common_io import atomic_path, log, setup_logging
+from subsample import read_uns
 
 
 def versions_table(preprocess: dict, train: dict, snakemake_version: str) -> pd.DataFrame:
@@ -19,13 +20,10 @@ def versions_table(preprocess: dict, train: dict, snakemake_version: str) -> pd.
 
 
 def main(snakemake) -> None:
-    import h5py
     import torch
-    from anndata.io import read_elem
 
     setup_logging(snakemake.log[0])
-    with h5py.File(snakemake.input.data, "r") as f:
-        preprocess = read_elem(f["uns/software"]) if "uns/software" in f else {}
+    preprocess = read_uns(snakemake.input.data, "software", {})
     train = torch.load(snakemake.input.model, map_location="cpu", weights_only=True).get("software", {})
     table = versions_table(preprocess, train, snakemake.params.snakemake_version)
     log.info("\n%s", table.to_string(index=False))

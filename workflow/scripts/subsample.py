@@ -143,6 +143,17 @@ def read_var_names(path, key: str = "var") -> pd.Index:
         return pd.Index(read_elem(f[key]).index.astype(str))
 
 
+def read_uns(path, key: str, default=None):
+    """``uns[key]`` of an .h5ad file (a nested key as ``"ivae/model_params"``), without
+    reading anything else; ``default`` when the file has no such entry."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        node = f.get(f"uns/{key}")
+        return default if node is None else read_elem(node)
+
+
 def read_obsm(path, key: str, rows=None) -> np.ndarray:
     """``obsm[key]`` of an .h5ad file (all rows, or ``rows``), without reading anything else:
     anndata's backed mode would read every layer (the raw counts) into memory."""
