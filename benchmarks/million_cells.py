@@ -26,7 +26,8 @@ Prints, and writes to --workdir/atlas_scale.tsv, one row per job and size: secon
 RSS in GiB (``peak_rss_gib``: the exact one where process_peaks.py saw the job, else
 Snakemake's sample, ``exact``: which), the whole target's wall time (from Snakemake's logs),
 and how each job's time grows with cells (the exponent of a power law fitted over the
-sizes: 1 is linear). In the printed table a sampled peak is marked "*". Every
+sizes: 1 is linear). In the printed table a sampled peak is marked "*". A second table sets
+preprocessing's peak against the kept cells x HVG count matrix it writes. Every
 ``process_peaks*.tsv`` in a size's directory is read, so the exact peaks of jobs rerun
 apart (``snakemake --forcerun``, with process_peaks.py attached) count too.
 """
@@ -201,6 +202,33 @@ def report_size(n_cells: int, args) -> pd.DataFrame:
     return pd.concat([costs, total], ignore_index=True)
 
 
+def preprocessed_counts(n_cells: int, args) -> dict:
+    """The size's preprocessing output against its peak memory: kept cells, highly variable
+    genes, the bytes of their count matrix as stored (``layers/counts`` of
+    preprocessed.h5ad: CSR data, indices and indptr) in GiB, and preprocessing's peak RSS
+    as a multiple of it (the issue's bound: at most 2.5 x that matrix plus one chunk)."""
+    import h5py
+
+    workdir = (args.workdir / f"n{n_cells}").resolve()
+    (path,) = sorted(workdir.glob("results/*/preprocessed.h5ad"))
+    with h5py.File(path, "r") as f:
+        counts = f["layers/counts"]
+        shape = tuple(int(x) for x in counts.attrs["shape"])
+        nbytes = sum(counts[part].size * counts[part].dtype.itemsize for part in ("data", "indices", "indptr"))
+    peak = rule_costs(workdir).at["preprocess", "peak_rss_gib"]
+    return {"cells": n_cells, "kept_cells": shape[0], "hvgs": shape[1], "counts_gib": nbytes / 2**30,
+            "preprocess_peak_gib": peak, "peak_over_counts": peak / (nbytes / 2**30)}
+
+
+def counts_markdown(rows: list[dict]) -> str:
+    """``preprocessed_counts`` of each size as a table."""
+    lines = ["| cells | kept cells | HVGs | counts GiB | preprocess peak GiB | peak / counts |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['cells']:,} | {r['kept_cells']:,} | {r['hvgs']:,} | {r['counts_gib']:.2f} | "
+              f"{r['preprocess_peak_gib']:.2f} | {r['peak_over_counts']:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
 def growth(table: pd.DataFrame) -> pd.Series:
     """Per rule, the exponent b of seconds ~ cells^b fitted over the sizes (NaN with one size)."""
     def slope(rows):
@@ -251,6 +279,8 @@ def main() -> None:
     table.to_csv(out, sep="\t", index=False)
     print(f"\n{out}\n")
     print(markdown(table))
+    print("\nPreprocessing's peak against the kept cells x HVG counts it writes (CSR as stored):\n")
+    print(counts_markdown([preprocessed_counts(n, args) for n in args.n_cells]))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,28 @@ def test_rule_costs_take_the_exact_peak_where_known(tmp_path):
     assert "| embed | 90 / 3.50 |" in text and "| embed_run VAE/seed0 | 80 / 1.00* |" in text
 
 
+def test_preprocessed_counts_sets_the_peak_against_the_written_counts(tmp_path):
+    """The counts matrix's size is the bytes of its stored CSR (data, indices, indptr) of
+    the size's preprocessed.h5ad, and the ratio is preprocessing's peak over it."""
+    import types
+
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    workdir = tmp_path / "n1000"
+    counts = sp.random(900, 50, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    (workdir / "results" / "kang1000").mkdir(parents=True)
+    ad.AnnData(counts.copy(), layers={"counts": counts}).write_h5ad(workdir / "results" / "kang1000" / "preprocessed.h5ad")
+    write_bench(workdir / "benchmarks" / "preprocess" / "kang1000.tsv", 10.0, 512.0)
+    row = million_cells.preprocessed_counts(1000, types.SimpleNamespace(workdir=tmp_path))
+    expected = (counts.data.nbytes + counts.indices.nbytes + counts.indptr.nbytes) / 2**30
+    assert row["kept_cells"] == 900 and row["hvgs"] == 50
+    assert row["counts_gib"] == pytest.approx(expected)
+    assert row["peak_over_counts"] == pytest.approx(0.5 / row["counts_gib"])
+    assert "| 1,000 | 900 | 50 |" in million_cells.counts_markdown([row])
+
+
 @pytest.mark.parametrize("content", ["", "pid\tscript\tstart_s\tend_s\tpeak_rss_gib\n1\tembed\t0\t1\t2.0\n"])
 def test_peak_files_without_job_keys_are_ignored(tmp_path, content):
     (tmp_path / "process_peaks_old.tsv").write_text(content)
