@@ -63,9 +63,10 @@ def test_rule_costs_take_the_exact_peak_where_known(tmp_path):
     assert "| embed | 90 / 3.50 |" in text and "| embed_run VAE/seed0 | 80 / 1.00* |" in text
 
 
-def test_preprocessed_counts_sets_the_peak_against_the_written_counts(tmp_path):
-    """The counts matrix's size is the bytes of its stored CSR (data, indices, indptr) of
-    the size's preprocessed.h5ad, and the ratio is preprocessing's peak over it."""
+def test_preprocessed_counts_sets_the_peak_against_its_bound(tmp_path):
+    """The counts matrix's size is the bytes of its stored CSR (data, indices, indptr) in
+    the size's preprocessed.h5ad; one chunk is chunk_cells rows' share of the input's CSR;
+    the bound is 2.5 x counts + chunk, and the ratio the peak over the counts."""
     import types
 
     import anndata as ad
@@ -73,16 +74,25 @@ def test_preprocessed_counts_sets_the_peak_against_the_written_counts(tmp_path):
     import scipy.sparse as sp
 
     workdir = tmp_path / "n1000"
+    results = workdir / "results" / "kang1000"
+    results.mkdir(parents=True)
+    raw = sp.random(1000, 80, density=0.2, format="csr", dtype=np.float32, random_state=1)
+    ad.AnnData(raw).write_h5ad(tmp_path / "input.h5ad")
+    (workdir / "config.yaml").write_text(f"datasets:\n  kang1000:\n    path: {tmp_path / 'input.h5ad'}\n")
     counts = sp.random(900, 50, density=0.1, format="csr", dtype=np.float32, random_state=0)
-    (workdir / "results" / "kang1000").mkdir(parents=True)
-    ad.AnnData(counts.copy(), layers={"counts": counts}).write_h5ad(workdir / "results" / "kang1000" / "preprocessed.h5ad")
+    ad.AnnData(counts.copy(), layers={"counts": counts},
+               uns={"preprocess": {"chunk_cells": 250}}).write_h5ad(results / "preprocessed.h5ad")
     write_bench(workdir / "benchmarks" / "preprocess" / "kang1000.tsv", 10.0, 512.0)
     row = million_cells.preprocessed_counts(1000, types.SimpleNamespace(workdir=tmp_path))
-    expected = (counts.data.nbytes + counts.indices.nbytes + counts.indptr.nbytes) / 2**30
+
+    def gib(m):
+        return (m.data.nbytes + m.indices.nbytes + m.indptr.nbytes) / 2**30
+
     assert row["kept_cells"] == 900 and row["hvgs"] == 50
-    assert row["counts_gib"] == pytest.approx(expected)
+    assert row["counts_gib"] == pytest.approx(gib(counts)) and row["chunk_gib"] == pytest.approx(gib(raw) / 4)
+    assert row["bound_gib"] == pytest.approx(2.5 * gib(counts) + gib(raw) / 4)
     assert row["peak_over_counts"] == pytest.approx(0.5 / row["counts_gib"])
-    assert "| 1,000 | 900 | 50 |" in million_cells.counts_markdown([row])
+    assert "| 1,000 | 900 x 50 |" in million_cells.counts_markdown([row])
 
 
 @pytest.mark.parametrize("content", ["", "pid\tscript\tstart_s\tend_s\tpeak_rss_gib\n1\tembed\t0\t1\t2.0\n"])
