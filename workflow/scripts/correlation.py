@@ -113,10 +113,9 @@ def permutation_null(latent, n_draws: int, *, seed: int = 0,
         shuffled[:, 0] = centred[:, 0]
     out = np.empty(n_draws)
     for i in range(n_draws):
-        for j in range(centred.shape[1]):
+        for j in range(1 if blocked else 0, centred.shape[1]):
             if blocked:
-                if j > 0:
-                    blocked_shuffle(centred[:, j], shuffled[:, j], rng)
+                blocked_shuffle(centred[:, j], shuffled[:, j], rng)
             else:  # the shuffles rng.permutation(column) makes, column by column
                 shuffled[:, j] = centred[:, j]
                 rng.shuffle(shuffled[:, j])
