@@ -239,8 +239,9 @@ def counts_markdown(rows: list[dict]) -> str:
     lines = ["| cells | kept cells x HVGs | counts GiB | one input chunk GiB | bound: 2.5 x counts + chunk, GiB "
              "| preprocess peak GiB | peak / counts |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['cells']:,} | {r['kept_cells']:,} x {r['hvgs']:,} | {r['counts_gib']:.2f} | {r['chunk_gib']:.2f} | "
-              f"{r['bound_gib']:.2f} | {r['preprocess_peak_gib']:.2f} | {r['peak_over_counts']:.2f} |" for r in rows]
+    lines += [f"| {r['cells']:,} | {r['kept_cells']:,} x {r['hvgs']:,} | {r['counts_gib']:.2f} | "
+              f"{r['chunk_gib']:.2f} | {r['bound_gib']:.2f} | {r['preprocess_peak_gib']:.2f} | "
+              f"{r['peak_over_counts']:.2f} |" for r in rows]
     return "\n".join(lines)
 
 

@@ -65,11 +65,12 @@ class UniformDrawsRandomState(np.random.RandomState):
     ``random_state.choice(n, batch_size, p=weights / weights.sum(), replace=True)``. Given
     ``p``, numpy checks it and builds its cumulative sum over all n cells at every step,
     so a fit costs steps x n, and the steps grow with n too: quadratic in cells (README,
-    "Atlas scale": the per-run metrics jobs grew with exponent 1.15-1.30). With equal weights that draw is a uniform draw
-    with replacement, which ``randint`` makes in O(batch_size). So here ``choice`` with a
-    ``p`` that is uniform (checked once per array: scikit-learn passes the same one at
-    every step) draws with ``randint``; every other call is numpy's own. The algorithm,
-    its initialisations and early stopping are scikit-learn's, unchanged.
+    "Atlas scale": the per-run metrics jobs grew with exponent 1.15-1.30). With equal
+    weights that draw is a uniform draw with replacement, which ``randint`` makes in
+    O(batch_size). So here ``choice`` with a ``p`` that is uniform (checked once per
+    array: scikit-learn passes the same one at every step) draws with ``randint``; every
+    other call is numpy's own. The algorithm, its initialisations and early stopping are
+    scikit-learn's, unchanged.
     """
 
     def __init__(self, seed: int):
