@@ -17,6 +17,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/mapping.smk"
+include: "workflow/rules/docs.smk"
 
 
 onstart:

@@ -393,39 +393,6 @@ def irecon_param(wildcards):
     return train_params(wildcards)["irecon"]
 
 
-def readme_inputs(wildcards):
-    """What `snakemake readme` reads for its block: the default run's tables and figures, or
-    (evidence) also the sweep's."""
-    names = ["metrics.tsv", "metrics_summary.tsv", "latent_correlation.tsv"]
-    block = config["readme"]["block"]
-    if block == "results":
-        names += [f"figures/{figure}.png" for figure in README_FIGURES]
-    elif block == "evidence":
-        names += ["sweep/metrics.tsv", "figures/sweep.png", "figures/spectrum.png"]
-    else:
-        names += ["figures/umap.png", "figures/metrics.png"]
-    return expand("results/{dataset}/{name}", dataset=DATASETS, name=names)
-
-
-def evidence_settings(wildcards):
-    """The evidence run's own settings, as README's evidence block names them."""
-    model, train = config["model"], config["train"]
-    return (
-        f"irecon {train['irecon']:g}, β {train['beta']:g}, i_dim {model['i_dim']}, "
-        f"lr {train['lr']:g}, batch {train['batch_size']}, epochs {train['epochs']}"
-    )
-
-
-#: Figures README shows for every dataset (readme.py's FIGURES).
-README_FIGURES = [
-    "latent_correlation",
-    "spectrum",
-    "metrics",
-    "umap",
-    "training_curves",
-]
-
-
 def covariate_keys(wildcards):
     """The obs columns a dataset's models are conditioned on: batch_key, then covariate_keys."""
     entry = config["datasets"][wildcards.dataset]

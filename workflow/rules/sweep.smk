@@ -40,26 +40,3 @@ rule plot_sweep:
         defaults=sweep_defaults,
     script:
         "../scripts/sweep.py"
-
-
-rule readme:
-    """README's results from this run's outputs (results/readme/{block}.md; README.md and
-    its images too, where README has the block's markers)."""
-    input:
-        readme_inputs,
-    output:
-        f"results/readme/{config['readme']['block']}.md",
-    log:
-        "logs/readme.log",
-    benchmark:
-        "benchmarks/readme.tsv"
-    conda:
-        "../../envs/figures.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-    params:
-        datasets=DATASETS,
-        settings=evidence_settings,
-    script:
-        "../scripts/readme.py"
