@@ -410,3 +410,102 @@ def test_embedding_of_sparse_dense_and_integer_counts_agree(counts):
             assert s.dtype == np.float32 and s.shape == d.shape
             np.testing.assert_array_equal(s, d)
     assert counts.shape[0] % 128  # the last batch is shorter than the buffer
+
+
+# --- pinned results: fit() reorganised must train the same models, bit for bit -----------
+# Golden digests recorded from fit() as it stood at commit c2c15de (167 lines), on the CPU,
+# one thread, eager. Bit-identity holds for one torch build on one kind of CPU kernel, so
+# other environments skip (the exact same-seed tests above still run there).
+PINNED_ENV = ("2.13.0+cpu", "AVX512")
+PINNED = pytest.mark.skipif((torch.__version__, torch.backends.cpu.get_cpu_capability()) != PINNED_ENV,
+                            reason=f"golden digests recorded with torch {PINNED_ENV[0]} on {PINNED_ENV[1]} kernels")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: a reduction's order does not depend on the machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def digests(model, history) -> tuple[str, str]:
+    """sha256 of the state_dict tensors' bytes (in key order, names included) and of the
+    history's every column but ``seconds`` (float64 bytes, names included)."""
+    import hashlib
+
+    weights = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        weights.update(name.encode())
+        weights.update(value.detach().cpu().contiguous().numpy().tobytes())
+    table = history.drop(columns="seconds")
+    rows = hashlib.sha256(repr((list(table.columns), history.attrs.get("max_epochs"))).encode())
+    rows.update(table.to_numpy(dtype=np.float64).tobytes())
+    return weights.hexdigest(), rows.hexdigest()
+
+
+#: Early stopping that stops: 42 epochs run, epoch 39 kept.
+EARLY_STOPPING = replace(TRAIN, epochs=200, lr=1e-2, early_stopping=True, patience=3, validation_fraction=0.2)
+EARLY_STOPPING_DIGESTS = ("88e7cc6d7ae886f452e621038d2e146f51c73313201c1a878bfef3df74060183",
+                          "af8d313bc06cf1aa454a8e2d40ebae8f699ea56fc9cdfcd8b1f7127b57672716")
+COVARIATE_MODEL = model_settings(200, hidden_dim=32, latent_dim=6, i_dim=2, n_categories=(3, 2))
+
+
+def covariate_codes_of(n_cells: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return np.stack([rng.integers(0, 3, n_cells), rng.integers(0, 2, n_cells)], axis=1)
+
+
+@PINNED
+@pytest.mark.parametrize("layout, want", [
+    ("dense", ("d1f879648b7a6a848afbdfd894c7a79e64ba19f5d661ef77fa1c22f03b05af50",
+               "32c8be5068dae54c0a573aaa8725f92a29862d0ce460958f43b51bc1cecc27b6")),
+    ("scipy", ("33837c1639973f6292cc6db304a61651184497447b02b2d30809e01bdc70af38",
+               "67f089badbbaf2e7ca53ab3c33b0fedf6f6b38c7b95751e1006e8cfe7a176754")),
+])
+def test_pinned_plain_run(counts, one_torch_thread, layout, want):
+    """Four epochs, a tenth held out: the dense layout, and the sparse likelihood of the scipy layout."""
+    assert digests(*fit(counts, MODEL, TRAIN, layout=layout)) == want
+
+
+@PINNED
+def test_pinned_early_stopping_run(counts, one_torch_thread):
+    model, history = fit(counts, MODEL, EARLY_STOPPING)
+    assert len(history) == 42 and history["selected"].tolist() == [e == 39 for e in range(1, 43)]
+    assert digests(model, history) == EARLY_STOPPING_DIGESTS
+
+
+@PINNED
+def test_pinned_resumed_run(counts, one_torch_thread, tmp_path):
+    """The early-stopping run killed after epoch 5 (checkpoint of epoch 4, with early
+    stopping's best model) and resumed: the uninterrupted run's digests."""
+    settings = replace(EARLY_STOPPING, checkpoint_every=2)
+    ckpt = tmp_path / "model.pt.checkpoint"
+    with pytest.raises(KeyboardInterrupt):
+        fit(counts, MODEL, settings, checkpoint_path=ckpt,
+            on_epoch=lambda row: (_ for _ in ()).throw(KeyboardInterrupt) if row["epoch"] == 5 else None)
+    assert len(torch.load(ckpt, weights_only=True)["history"]) == 4
+    epochs_run = []
+    model, history = fit(counts, MODEL, settings, checkpoint_path=ckpt,
+                         on_epoch=lambda row: epochs_run.append(row["epoch"]))
+    assert epochs_run == list(range(5, 43))
+    assert digests(model, history) == EARLY_STOPPING_DIGESTS
+
+
+@PINNED
+def test_pinned_covariate_run(counts, one_torch_thread):
+    """Two covariates (3 and 2 categories), then surgery to a third category of the first,
+    trained on its new weights only."""
+    from train import covariate_surgery
+
+    codes = covariate_codes_of(counts.shape[0])
+    model, history = fit(counts, COVARIATE_MODEL, replace(TRAIN, epochs=3), covariates=codes)
+    assert digests(model, history) == ("11e776a65e446b5bc04854386dd38a094f6edb9e42f6c2cba389a71ee07e2182",
+                                       "55191066de9297c279f7f434011f774e10904b9658df834eefef1e1bead5b222")
+    grown, trainable = covariate_surgery(model, [["a", "b", "c"], ["x", "y"]], [["a", "b", "c", "d"], ["x", "y"]])
+    codes[::2, 0] = 3
+    tuned, tuned_history = fit(counts, replace(COVARIATE_MODEL, n_categories=(4, 2)), replace(TRAIN, epochs=2),
+                               covariates=codes, initial=grown, trainable=trainable)
+    assert digests(tuned, tuned_history) == ("8380b0aacf5fb00d42e86d829e4cd30cc8813a45e349e811837f3498d6000e9d",
+                                             "a5bbcb3d18ccb6fe9e9d86e23cd1ee8d017fa619828e56bdf259db8834ad8610")
