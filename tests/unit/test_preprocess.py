@@ -126,3 +126,185 @@ def test_keep_raw_false_drops_raw(pbmc68k_counts):
 def test_no_genes_left_is_a_clear_error(pbmc68k_counts):
     with pytest.raises(InputError, match="no genes left after QC"):
         preprocess(pbmc68k_counts.copy(), dataset="tiny", **{**PARAMS, "min_cells": 100000})
+
+
+# --- pinned outputs: the exact bytes the code made when these tests were written ---
+#
+# Digests (sha256, 16 hex digits) of every output part, for in-memory and streamed inputs,
+# fixed and MAD QC, with and without batches. They hold for this environment's library
+# versions: re-record them (the tests print what they got) only with a change meant to
+# alter the numbers, or a library upgrade, and say so in the commit.
+
+def _sha(text: str | bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(text if isinstance(text, bytes) else text.encode()).hexdigest()[:16]
+
+
+def _frame_text(df) -> str:
+    """Every value exactly (floats as repr), the index, the column names, dtypes and categories."""
+    import pandas as pd
+
+    kinds = [f"{c}:{d}:{list(d.categories) if isinstance(d, pd.CategoricalDtype) else ''}"
+             for c, d in df.dtypes.items()]
+    return f"{df.index.name}|{df.index.dtype}|{kinds}\n{df.to_csv()}"
+
+
+def _matrix_text(X) -> bytes:
+    """A CSR matrix's type, shape, dtypes and stored bytes (data, indices, indptr)."""
+    head = f"{type(X).__name__}{X.shape}{X.data.dtype.str}{X.indices.dtype.str}{X.indptr.dtype.str}".encode()
+    return head + X.data.tobytes() + X.indices.tobytes() + X.indptr.tobytes()
+
+
+def _uns_text(value) -> str:
+    """uns, nested, in its own key order; the software versions by package name only (they are
+    the environment's, not the code's)."""
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k!r}:{list(v) if k == 'software' else _uns_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, pd.DataFrame):
+        return _frame_text(value)
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype.str}{value.shape}{value.tolist()!r}"
+    return f"{type(value).__name__}:{value!r}"
+
+
+def digest(adata) -> dict:
+    """The digest of each part of a preprocessed AnnData."""
+    out = {"X": _sha(_matrix_text(adata.X)), "counts": _sha(_matrix_text(adata.layers["counts"])),
+           "obs": _sha(_frame_text(adata.obs)), "var": _sha(_frame_text(adata.var)), "uns": _sha(_uns_text(adata.uns))}
+    if adata.raw is not None:
+        out["raw.X"], out["raw.var"] = _sha(_matrix_text(adata.raw.X)), _sha(_frame_text(adata.raw.var))
+    return out
+
+
+@pytest.fixture(scope="module")
+def batched(pbmc68k_counts):
+    """pbmc68k with a two-level batch column (every third cell)."""
+    out = pbmc68k_counts.copy()
+    out.obs["batch"] = np.where(np.arange(out.n_obs) % 3 == 0, "b1", "b2")
+    return out
+
+
+#: ``preprocess`` in memory: settings beside PARAMS. Together they cover QC by fixed bounds
+#: (cells removed by each), by MADs and with Scrublet, batches, chunks, cells without counts
+#: in the HVGs, fewer genes than asked and keep_raw false.
+PINNED_IN_MEMORY = {
+    "fixed": {"min_genes": 202, "max_genes": 400, "max_pct_mt": 0.4, "n_top_genes": 40},
+    "mad_batch_chunked": {"qc": "mad", "batch_key": "batch", "chunk_cells": 97},
+    "all_genes_no_raw": {"n_top_genes": 5000, "keep_raw": False, "chunk_cells": 250},
+    "mad_scrublet": {"qc": "mad", "doublets": "scrublet", "n_top_genes": 60},
+}
+
+#: The rule's script on files: (input, dataset entry, the preprocess section's overrides of
+#: the schema's defaults). Sparse .h5ad and 10x .h5 inputs are streamed in chunks and written
+#: by rows; a dense .h5ad is read whole.
+PINNED_RULE = {
+    "h5ad_fixed_batch": ("h5ad", {"label_key": "bulk_labels", "batch_key": "batch", "covariates": ["batch"]},
+                         {"min_genes": 202, "max_genes": 400, "max_pct_mt": 0.4, "n_top_genes": 40,
+                          "chunk_cells": 150}),
+    "10x_mad": ("10x", {"label_key": None, "batch_key": None, "covariates": []},
+                {"qc": "mad", "n_top_genes": 300, "chunk_cells": 150}),
+    "dense_h5ad_mad_batch_no_raw": ("dense_h5ad", {"label_key": None, "batch_key": "batch", "covariates": []},
+                                    {"qc": "mad", "n_top_genes": 300, "keep_raw": False}),
+}
+
+#: What the code made (the AnnData as returned or as read back from the file; the QC table,
+#: qc.tsv and qc_bounds.tsv as written).
+PINNED_DIGESTS = {
+    "fixed": {
+        "X": "55e09401fed2804a", "counts": "641d710146d4d573", "obs": "a9c83d8bf0998a98",
+        "var": "a5771b1ac0b929eb", "uns": "de82005fe4698401", "raw.X": "3f94d04ca10cf86a",
+        "raw.var": "bef1b471c106c594", "qc_table": "7d95833e9168dad7",
+    },
+    "mad_batch_chunked": {
+        "X": "4ddea6d228f57e61", "counts": "587e625d5e9d3fc1", "obs": "042b6edfb92673bd",
+        "var": "d412e8083f709a8b", "uns": "b47c423255ce6de5", "raw.X": "434e30e334beb1ec",
+        "raw.var": "66ebc9dcaf5e72b1", "qc_table": "8e05960d895fb1cd",
+    },
+    "all_genes_no_raw": {
+        "X": "47873c46fa40e194", "counts": "ec99bb2ae7463335", "obs": "163bf3e58ce2ba8e",
+        "var": "9548dc1e165b5eaa", "uns": "4bf330b632f69cf4", "qc_table": "4be06db9504d94b5",
+    },
+    "mad_scrublet": {
+        "X": "987ad1e1a03880f5", "counts": "f2daa4505afd723d", "obs": "0bdaf02cddf0dced",
+        "var": "0f83612e2f58850b", "uns": "2cf5dc7006498b00", "raw.X": "630237fa7b2a3933",
+        "raw.var": "66ebc9dcaf5e72b1", "qc_table": "127bf51fc08c8f51",
+    },
+    "h5ad_fixed_batch": {
+        "X": "ad6a62e2d038bf94", "counts": "85abfbe26bb4379a", "obs": "9ee0b5807d3b05c5",
+        "var": "c49ea110c57443af", "uns": "e255dfbedbd28184", "raw.X": "78efed8222876247",
+        "raw.var": "bef1b471c106c594", "qc.tsv": "bb446f106cb6b006", "qc_bounds.tsv": "2a728f133dcd4ea8",
+    },
+    "10x_mad": {
+        "X": "a02e170345246b19", "counts": "4f7b8c202dcb1982", "obs": "c0090f9828f5042c",
+        "var": "7eae91718a1562aa", "uns": "9e383e7f5f854005", "raw.X": "41ceb2d47849f3ed",
+        "raw.var": "bf847cfe81f6507f", "qc.tsv": "540aec32c0c92bb6", "qc_bounds.tsv": "53495c93b1c05acf",
+    },
+    "dense_h5ad_mad_batch_no_raw": {
+        "X": "340b37bdd6f57b46", "counts": "6bb50e3fe461bc46", "obs": "510f5cc9539e008a",
+        "var": "81c2bf2ab2f0332e", "uns": "6ffb8e91ed7fb9ed", "qc.tsv": "502df968c68a5b8e",
+        "qc_bounds.tsv": "53495c93b1c05acf",
+    },
+}
+
+
+@pytest.mark.parametrize("case", PINNED_IN_MEMORY)
+def test_in_memory_outputs_are_pinned(batched, case):
+    """The preprocessed AnnData and the QC table, bit for bit as recorded."""
+    out, table = preprocess(batched.copy(), **{**PARAMS, **PINNED_IN_MEMORY[case]})
+    got = {**digest(out), "qc_table": _sha(_frame_text(table))}
+    print(case, got)
+    assert got == PINNED_DIGESTS[case]
+
+
+def write_input(adata, kind: str, directory):
+    """``adata``'s counts as a file of ``kind``: h5ad (sparse), dense_h5ad or 10x (.h5)."""
+    from conftest import write_10x_h5
+
+    if kind == "10x":
+        return write_10x_h5(adata, directory / "filtered_feature_bc_matrix.h5")
+    src = adata.copy()
+    if kind == "dense_h5ad":
+        src.X = src.X.toarray()
+    src.write_h5ad(directory / "counts.h5ad")
+    return directory / "counts.h5ad"
+
+
+@pytest.fixture
+def restore_logging():
+    """The script's setup_logging points the ``ivae`` logger and sys.excepthook at its log: undo it."""
+    import sys
+
+    from common_io import log
+
+    handlers, hook = list(log.handlers), sys.excepthook
+    yield
+    for handler in log.handlers:
+        handler.close()
+    log.handlers[:], sys.excepthook = handlers, hook
+
+
+@pytest.mark.parametrize("case", PINNED_RULE)
+def test_rule_outputs_are_pinned(batched, tmp_path, case, restore_logging):
+    """The script run as the rule runs it (a ``snakemake`` object in its globals): its three
+    outputs bit for bit as recorded."""
+    import runpy
+    from types import SimpleNamespace
+
+    import anndata as ad
+    from conftest import SCRIPTS, schema_defaults
+
+    kind, entry, section = PINNED_RULE[case]
+    output = SimpleNamespace(h5ad=str(tmp_path / "preprocessed.h5ad"), qc=str(tmp_path / "qc.tsv"),
+                             bounds=str(tmp_path / "qc_bounds.tsv"))
+    params = SimpleNamespace(dataset="pbmc", counts_layer=None, **entry,
+                             preprocess={**schema_defaults("preprocess"), **section})
+    snakemake = SimpleNamespace(input=[str(write_input(batched, kind, tmp_path))], output=output, params=params,
+                                log=[str(tmp_path / "preprocess.log")])
+    runpy.run_path(str(SCRIPTS / "preprocess.py"), init_globals={"snakemake": snakemake}, run_name="preprocess_rule")
+    got = {**digest(ad.read_h5ad(output.h5ad)), "qc.tsv": _sha((tmp_path / "qc.tsv").read_bytes()),
+           "qc_bounds.tsv": _sha((tmp_path / "qc_bounds.tsv").read_bytes())}
+    print(case, got)
+    assert got == PINNED_DIGESTS[case]
