@@ -130,9 +130,9 @@ def exact_peaks(workdir: Path) -> dict[str, float]:
 
 def rule_costs(workdir: Path) -> pd.DataFrame:
     """Every job's seconds and peak RSS from Snakemake's benchmark files, named by rule and
-    wildcards, e.g. ``train_run VAE/seed0``; the peak is the exact one where known."""
+    wildcards, e.g. ``train VAE/seed0``; the peak is the exact one where known."""
     rows = []
-    root = workdir / "benchmarks"
+    root = workdir / "logs" / "benchmarks"
     exact = exact_peaks(workdir)
     for path in sorted(root.rglob("*.tsv")):
         bench = pd.read_csv(path, sep="\t")

@@ -9,8 +9,8 @@ before the process ends misses at most what happened in its last half second.
 Attach to a running Snakemake (or any) process; it watches every descendant until the
 root exits and writes one row per process: pid, script (the rule's script, from the
 command line), job (the job's log path without ``logs/`` and ``.log``, e.g.
-``embed_run/kang1000000/VAE/seed0``, read from the script copy Snakemake runs, which names
-it; the same path as the job's benchmark file under ``benchmarks/``), start and end
+``embed/kang1000000/VAE/seed0``, read from the script copy Snakemake runs, which names
+it; the same path as the job's benchmark file under ``logs/benchmarks/``), start and end
 (seconds since it began watching, to 0.5 s), and peak RSS in GiB:
 
     python benchmarks/process_peaks.py --pid $(pgrep -of "snakemake --snakefile") --out peaks.tsv

@@ -20,9 +20,9 @@ def test_script_and_job_read_from_snakemakes_script_copy(tmp_path):
     scripts = tmp_path / ".snakemake" / "scripts"
     scripts.mkdir(parents=True)
     (scripts / "tmpab12_x9.embed.py").write_bytes(
-        b"import pickle;snakemake = pickle.loads(b'\\x80...logs/embed_run/kang1000000/VAE/seed0.log\\x94...')\n")
+        b"import pickle;snakemake = pickle.loads(b'\\x80...logs/embed/kang1000000/VAE/seed0.log\\x94...')\n")
     cmdline = [sys.executable, ".snakemake/scripts/tmpab12_x9.embed.py"]
-    assert process_peaks.script_and_job(cmdline, str(tmp_path)) == ("embed", "embed_run/kang1000000/VAE/seed0")
+    assert process_peaks.script_and_job(cmdline, str(tmp_path)) == ("embed", "embed/kang1000000/VAE/seed0")
     assert process_peaks.script_and_job(["bash", "-c", "true"], str(tmp_path)) == ("bash -c true", "")
 
 
@@ -48,19 +48,23 @@ def write_bench(path, seconds, max_rss_mb):
 
 
 def test_rule_costs_take_the_exact_peak_where_known(tmp_path):
-    write_bench(tmp_path / "benchmarks" / "embed" / "ds.tsv", 90.0, 2048.0)
-    write_bench(tmp_path / "benchmarks" / "embed_run" / "ds" / "VAE" / "seed0.tsv", 80.0, 1024.0)
-    pd.DataFrame([{"pid": 1, "script": "embed", "job": "embed/ds", "start_s": 0, "end_s": 90, "peak_rss_gib": 3.5},
+    bench = tmp_path / "logs" / "benchmarks"
+    write_bench(bench / "embed" / "ds" / "iVAE" / "seed0.tsv", 90.0, 2048.0)
+    write_bench(bench / "embed" / "ds" / "VAE" / "seed0.tsv", 80.0, 1024.0)
+    write_bench(bench / "preprocess" / "ds.tsv", 30.0, 512.0)
+    pd.DataFrame([{"pid": 1, "script": "embed", "job": "embed/ds/iVAE/seed0", "start_s": 0, "end_s": 90,
+                   "peak_rss_gib": 3.5},
                   {"pid": 2, "script": "x", "job": None, "start_s": 0, "end_s": 1, "peak_rss_gib": 9.0}]
                  ).to_csv(tmp_path / "process_peaks_1.tsv", sep="\t", index=False)
     costs = million_cells.rule_costs(tmp_path)
-    assert costs.loc["embed", "peak_rss_gib"] == 3.5 and costs.loc["embed", "exact"]
-    assert costs.loc["embed", "sampled_rss_gib"] == 2.0
-    assert costs.loc["embed_run VAE/seed0", "peak_rss_gib"] == 1.0
-    assert not costs.loc["embed_run VAE/seed0", "exact"]
+    assert costs.loc["embed iVAE/seed0", "peak_rss_gib"] == 3.5 and costs.loc["embed iVAE/seed0", "exact"]
+    assert costs.loc["embed iVAE/seed0", "sampled_rss_gib"] == 2.0
+    assert costs.loc["embed VAE/seed0", "peak_rss_gib"] == 1.0
+    assert not costs.loc["embed VAE/seed0", "exact"]
+    assert costs.loc["preprocess", "peak_rss_gib"] == 0.5
     table = costs.reset_index().assign(cells=1000, growth_exponent=float("nan"))
     text = million_cells.markdown(table)
-    assert "| embed | 90 / 3.50 |" in text and "| embed_run VAE/seed0 | 80 / 1.00* |" in text
+    assert "| embed iVAE/seed0 | 90 / 3.50 |" in text and "| embed VAE/seed0 | 80 / 1.00* |" in text
 
 
 def test_preprocessed_counts_sets_the_peak_against_its_bound(tmp_path):
@@ -82,7 +86,7 @@ def test_preprocessed_counts_sets_the_peak_against_its_bound(tmp_path):
     counts = sp.random(900, 50, density=0.1, format="csr", dtype=np.float32, random_state=0)
     ad.AnnData(counts.copy(), layers={"counts": counts},
                uns={"preprocess": {"chunk_cells": 250}}).write_h5ad(results / "preprocessed.h5ad")
-    write_bench(workdir / "benchmarks" / "preprocess" / "kang1000.tsv", 10.0, 512.0)
+    write_bench(workdir / "logs" / "benchmarks" / "preprocess" / "kang1000.tsv", 10.0, 512.0)
     row = million_cells.preprocessed_counts(1000, types.SimpleNamespace(workdir=tmp_path))
 
     def gib(m):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from map_query import at_reference_genes, match_genes, transfer_labels
+from mapping import at_reference_genes, match_genes, transfer_labels
 
 
 def test_match_by_name_and_zero_fill():

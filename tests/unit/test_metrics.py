@@ -10,20 +10,20 @@ import pytest
 import scipy.sparse as sp
 
 from correlation import correlation_score
+from baselines import baseline_embeddings
+from baselines import main as main_baselines
+from leiden_reference import reference_labels
 from metrics import (
     METRIC_COLUMNS,
     SCORES,
-    baseline_embeddings,
     clustering_metrics,
     embedding_metrics,
-    main_baselines,
-    main_run,
-    main_table,
     read_reference,
-    reference_labels,
     summarise,
     validation_nll,
 )
+from metrics_table import main as main_table
+from run_metrics import main as main_run
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -43,7 +43,7 @@ def test_leiden_reference_of_20000_cells(clusters):
     """cell_labels' Leiden clusters (PCA -> pynndescent kNN graph -> Leiden) recover the clusters."""
     from sklearn.metrics import adjusted_rand_score
 
-    from metrics import reference_labels
+    from leiden_reference import reference_labels
 
     latent, labels = clusters
     expression = np.abs(latent)  # a non-negative "expression" matrix with the same structure

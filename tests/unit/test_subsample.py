@@ -90,7 +90,7 @@ def test_read_rows_reads_those_rows_a_block_at_a_time(lognorm, h5ad):
 def test_leiden_on_a_subsample_assigns_every_cell(lognorm):
     from sklearn.metrics import adjusted_rand_score
 
-    from metrics import leiden_clusters, reference_labels, subsampled_leiden
+    from leiden_reference import leiden_clusters, reference_labels, subsampled_leiden
 
     X, obs = lognorm
     rows = subsample_cells(X.shape[0], 400, seed=0)
@@ -112,7 +112,7 @@ def test_leiden_on_a_subsample_assigns_every_cell(lognorm):
 
 def test_subsample_projection_reproduces_the_pca_scores(lognorm):
     """The other cells are placed with (x - mean) @ PCs: the same map that gave the subsample's scores."""
-    from metrics import leiden_clusters
+    from leiden_reference import leiden_clusters
 
     X, _ = lognorm
     fitted = leiden_clusters(X[:300], seed=0)
@@ -193,7 +193,9 @@ def test_baselines_and_run_rows_above_max_cells(h5ad, tmp_path):
 
     from cell_labels import cell_labels
     from common_io import write_cell_table
-    from metrics import METRIC_COLUMNS, main_baselines, main_run
+    from baselines import main as main_baselines
+    from metrics import METRIC_COLUMNS
+    from run_metrics import main as main_run
 
     labels = tmp_path / "cell_labels.tsv"
     write_cell_table(cell_labels(ad.read_h5ad(h5ad), label_key="bulk_labels", markers=None), labels)
@@ -228,7 +230,7 @@ def model_outputs(h5ad, tmp_path_factory):
     """preprocessed data, an embedding (PCA scores standing in for the latents) and cell labels."""
     import anndata as ad
 
-    from metrics import baseline_embeddings
+    from baselines import baseline_embeddings
 
     pre = ad.read_h5ad(h5ad)
     pre.obs["total_counts"] = np.asarray(pre.X.expm1().sum(1)).ravel()

@@ -15,6 +15,7 @@ SCRIPTS = (
     Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent / "scripts"
 )
 sys.path.insert(0, str(SCRIPTS))
+import methods
 import sizing
 
 # Per-dataset overrides exactly as the user wrote them: validation below fills schema
@@ -35,18 +36,14 @@ SCHEMA = yaml.safe_load((SCRIPTS.parent / "schemas" / "config.schema.yaml").read
 COMPARE = (
     _COMPARE if _COMPARE is not None else SCHEMA["properties"]["compare"]["default"]
 )
+for _name, _entry in COMPARE.items():  # a name that is a built-in method is an error
+    methods.compare_method(_name, _entry)
 for _query, _reference in config["mappings"].items():
     if _query not in config["datasets"] or _reference not in config["datasets"]:
         raise ValueError(
             f"mappings: {_query} -> {_reference}: both must be datasets of `datasets` "
             f"({', '.join(config['datasets'])})"
         )
-#: The models of every run: the iVAE and its controls, a plain VAE (irecon = 0) and a
-#: VAE whose latent is as narrow as the interpretative bottleneck.
-DEFAULT_METHODS = ["iVAE", "VAE", "VAE-narrow"]
-#: The iVAE without the dataset's covariates: the control that shows what conditioning does.
-NO_COVARIATE = "iVAE-no-covariates"
-
 DATASETS = list(config["datasets"])
 BUILTIN_SOURCES = sorted(
     {e["source"] for e in config["datasets"].values() if "source" in e}
@@ -117,39 +114,39 @@ def final_outputs():
 
 # --- trained models: a method (iVAE, a control, a compared or swept model) x a seed ---
 
-#: A swept method: one setting changed, e.g. "irecon=0.5" or "i_dim=4".
-SWEPT = re.compile(r"^(?P<key>[a-z_]+)=(?P<value>[0-9.e+-]+)$")
+
+def method_of(dataset, name):
+    """The methods.Method called `name` for `dataset`: built-in, a `compare` entry or a
+    swept setting ("irecon=0.5")."""
+    if name in methods.BUILT_IN:
+        return methods.BUILT_IN[name]
+    if name in COMPARE:
+        return methods.compare_method(name, COMPARE[name], list(COMPARE).index(name))
+    model_keys = SCHEMA["$defs"]["model"]["properties"]
+    integer_keys = [
+        key
+        for section in ("model", "train")
+        for key, spec in SCHEMA["$defs"][section]["properties"].items()
+        if spec.get("type") == "integer"
+    ]
+    return methods.swept_method(name, model_keys, integer_keys)
 
 
-def method_overrides(dataset, method):
-    """(model, train) values of `method` that differ from the dataset's settings."""
-    model = dataset_params(dataset, "model")
-    if method in ("iVAE", NO_COVARIATE):  # the latter differs in its covariates only
-        return {}, {}
-    if method == "VAE":
-        return {}, {"irecon": 0.0}
-    if method == "VAE-narrow":
-        # a latent as wide as the bottleneck (at least 2); the unused module narrower still
-        width = max(model["i_dim"], 2)
-        return {"latent_dim": width, "i_dim": width - 1}, {"irecon": 0.0}
-    if method in COMPARE:
-        entry = COMPARE[method]
-        return dict(entry.get("model") or {}), dict(entry.get("train") or {})
-    swept = SWEPT.match(method)
-    if swept:
-        key, value = swept["key"], swept["value"]
-        section = "model" if key in SCHEMA["$defs"]["model"]["properties"] else "train"
-        kind = SCHEMA["$defs"][section]["properties"][key].get("type")
-        value = int(float(value)) if kind == "integer" else float(value)
-        return ({key: value}, {}) if section == "model" else ({}, {key: value})
-    raise ValueError(f"unknown method {method!r}")
+def method_overrides(dataset, name):
+    """(model, train) values of method `name` that differ from the dataset's settings."""
+    return method_of(dataset, name).overrides(dataset_params(dataset, "model"))
 
 
 def run_dir(dataset, method, seed):
-    """Where a trained model's files go; the iVAE at train.seed is the dataset's main model."""
-    if method == "iVAE" and int(seed) == dataset_params(dataset, "train")["seed"]:
-        return f"results/{dataset}"
+    """Where a trained model's files go: one layout for every model, the main one included."""
     return f"results/{dataset}/runs/{method}/seed{seed}"
+
+
+def is_main_run(wildcards):
+    """Whether a job's run is the dataset's main model: the iVAE at train.seed."""
+    return wildcards.method == methods.MAIN and int(wildcards.seed) == primary_seed(
+        wildcards
+    )
 
 
 def dataset_seeds(dataset):
@@ -157,13 +154,18 @@ def dataset_seeds(dataset):
     return dataset_params(dataset, "evaluation")["seeds"]
 
 
-def run_files(dataset, methods, name):
-    """`name` (e.g. run_metrics.tsv) of every method x evaluation seed of a dataset."""
+def run_files(dataset, names, name):
+    """`name` (e.g. run_metrics.tsv) of every method in `names` x evaluation seed."""
     return [
         f"{run_dir(dataset, m, s)}/{name}"
-        for m in methods
+        for m in names
         for s in dataset_seeds(dataset)
     ]
+
+
+def method_colours(dataset, names):
+    """Each method's colour in the figures of `dataset` (methods.py, config `compare`)."""
+    return {name: method_of(dataset, name).colour for name in names}
 
 
 def run_model_params(wildcards):
@@ -191,10 +193,10 @@ def check_model_widths():
     the dataset's own settings, every `sweep` value and every `compare` model."""
     for dataset in DATASETS:
         own = dataset_params(dataset, "model")
-        for method in ["iVAE", *sweep_methods(dataset), *COMPARE]:
+        for method in [methods.MAIN, *sweep_methods(dataset), *COMPARE]:
             model = {**own, **method_overrides(dataset, method)[0]}
             if model["i_dim"] >= model["latent_dim"]:
-                where = "" if method == "iVAE" else f" ({method})"
+                where = "" if method == methods.MAIN else f" ({method})"
                 raise ValueError(
                     f"datasets.{dataset}{where}: model.i_dim ({model['i_dim']}) must be smaller "
                     f"than model.latent_dim ({model['latent_dim']}): the interpretative module "
@@ -327,25 +329,32 @@ def baseline_files(dataset):
     return [f"results/{dataset}/baselines/seed{s}.tsv" for s in dataset_seeds(dataset)]
 
 
+def compare_methods(dataset):
+    """The trained models of `snakemake compare`: the default run's and config `compare`."""
+    return [*default_methods(dataset), *COMPARE]
+
+
+def sweep_run_methods(dataset):
+    """The trained models of `snakemake sweep`: the iVAE, the VAE and every swept value."""
+    return [methods.MAIN, "VAE", *sweep_methods(dataset)]
+
+
 def default_run_metrics(wildcards):
-    methods = default_methods(wildcards.dataset)
     return [
-        *run_files(wildcards.dataset, methods, "run_metrics.tsv"),
+        *run_files(wildcards.dataset, default_methods(wildcards.dataset), "run_metrics.tsv"),
         *baseline_files(wildcards.dataset),
     ]
 
 
 def compare_run_metrics(wildcards):
-    methods = [*default_methods(wildcards.dataset), *COMPARE]
     return [
-        *run_files(wildcards.dataset, methods, "run_metrics.tsv"),
+        *run_files(wildcards.dataset, compare_methods(wildcards.dataset), "run_metrics.tsv"),
         *baseline_files(wildcards.dataset),
     ]
 
 
 def sweep_run_metrics(wildcards):
-    methods = ["iVAE", "VAE", *sweep_methods(wildcards.dataset)]
-    return run_files(wildcards.dataset, methods, "run_metrics.tsv")
+    return run_files(wildcards.dataset, sweep_run_methods(wildcards.dataset), "run_metrics.tsv")
 
 
 def null_seeds(wildcards):
@@ -357,7 +366,7 @@ def null_seeds(wildcards):
 
 def ivae_embeddings(wildcards):
     return [
-        f"{run_dir(wildcards.dataset, 'iVAE', s)}/embedding.h5ad"
+        f"{run_dir(wildcards.dataset, methods.MAIN, s)}/embedding.h5ad"
         for s in null_seeds(wildcards)
     ]
 
@@ -369,8 +378,30 @@ def default_embeddings(wildcards):
 
 
 def compare_embeddings(wildcards):
-    methods = [*default_methods(wildcards.dataset), *COMPARE]
-    return run_files(wildcards.dataset, methods, "embedding.h5ad")
+    return run_files(wildcards.dataset, compare_methods(wildcards.dataset), "embedding.h5ad")
+
+
+def runs_of(names_of):
+    """Params function: the [method, seed] of each embedding that an input function built
+    from `names_of(dataset)` with run_files lists, in the same order."""
+
+    def get(wildcards):
+        return [
+            [m, s]
+            for m in names_of(wildcards.dataset)
+            for s in dataset_seeds(wildcards.dataset)
+        ]
+
+    return get
+
+
+def colours_of(names_of):
+    """Params function: the colours of the trained models `names_of(dataset)` lists."""
+
+    def get(wildcards):
+        return method_colours(wildcards.dataset, names_of(wildcards.dataset))
+
+    return get
 
 
 def main_seed_file(method, name):
@@ -380,6 +411,11 @@ def main_seed_file(method, name):
         return f"{run_dir(wildcards.dataset, method, primary_seed(wildcards))}/{name}"
 
     return get
+
+
+def main_run_file(name):
+    """Input function: a file of the dataset's main model (the iVAE at train.seed)."""
+    return main_seed_file(methods.MAIN, name)
 
 
 def sweep_defaults(wildcards):
@@ -402,7 +438,9 @@ def covariate_keys(wildcards):
 
 def run_covariates(wildcards):
     """A trained model's covariates: the dataset's, except for the control without them."""
-    return [] if wildcards.method == NO_COVARIATE else covariate_keys(wildcards)
+    if not method_of(wildcards.dataset, wildcards.method).covariates:
+        return []
+    return covariate_keys(wildcards)
 
 
 def has_covariates(dataset):
@@ -413,14 +451,14 @@ def has_covariates(dataset):
 def default_methods(dataset):
     """The models of the default run: the iVAE, its controls, and with covariates the
     iVAE without them (to show what conditioning does)."""
-    return DEFAULT_METHODS + ([NO_COVARIATE] if has_covariates(dataset) else [])
+    return methods.default_methods(has_covariates(dataset))
 
 
 def no_covariate_embedding(wildcards):
     """The embedding of the iVAE without covariates (the main seed), where the dataset has any."""
     if not has_covariates(wildcards.dataset):
         return []
-    return [main_seed_file(NO_COVARIATE, "embedding.h5ad")(wildcards)]
+    return [main_seed_file(methods.NO_COVARIATES, "embedding.h5ad")(wildcards)]
 
 
 wildcard_constraints:

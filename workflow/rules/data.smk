@@ -5,7 +5,7 @@ rule obtain_builtin:
     log:
         "logs/obtain_builtin/{source}.log",
     benchmark:
-        "benchmarks/obtain_builtin/{source}.tsv"
+        "logs/benchmarks/obtain_builtin/{source}.tsv"
     wildcard_constraints:
         source="|".join(map(re.escape, BUILTIN_SOURCES)) or "^$",
     localrule: True  # needs the internet, which compute nodes usually lack

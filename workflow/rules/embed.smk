@@ -1,16 +1,17 @@
 rule embed:
-    """Posterior-mean embeddings of every cell: eval mode, no gradients, in batches."""
+    """Posterior-mean embeddings of every cell by one trained model: eval mode, no
+    gradients, in batches."""
     input:
         data="results/{dataset}/preprocessed.h5ad",
-        model="results/{dataset}/model.pt",
+        model="results/{dataset}/runs/{method}/seed{seed}/model.pt",
     output:
-        h5ad="results/{dataset}/embedding.h5ad",
-        latent="results/{dataset}/latent.npy",
-        iembed="results/{dataset}/iembed.npy",
+        h5ad="results/{dataset}/runs/{method}/seed{seed}/embedding.h5ad",
+        latent="results/{dataset}/runs/{method}/seed{seed}/latent.npy",
+        iembed="results/{dataset}/runs/{method}/seed{seed}/iembed.npy",
     log:
-        "logs/embed/{dataset}.log",
+        "logs/embed/{dataset}/{method}/seed{seed}.log",
     benchmark:
-        "benchmarks/embed/{dataset}.tsv"
+        "logs/benchmarks/embed/{dataset}/{method}/seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: job_threads(2, "data")
@@ -21,17 +22,3 @@ rule embed:
         batch_size=4096,
     script:
         "../scripts/embed.py"
-
-
-use rule embed as embed_run with:
-    input:
-        data="results/{dataset}/preprocessed.h5ad",
-        model="results/{dataset}/runs/{method}/seed{seed}/model.pt",
-    output:
-        h5ad="results/{dataset}/runs/{method}/seed{seed}/embedding.h5ad",
-        latent="results/{dataset}/runs/{method}/seed{seed}/latent.npy",
-        iembed="results/{dataset}/runs/{method}/seed{seed}/iembed.npy",
-    log:
-        "logs/embed_run/{dataset}/{method}/seed{seed}.log",
-    benchmark:
-        "benchmarks/embed_run/{dataset}/{method}/seed{seed}.tsv"

@@ -2,7 +2,7 @@ rule plot_latent_correlation:
     """Correlation between latent components before and after the interpretative module,
     each against its null."""
     input:
-        embedding="results/{dataset}/embedding.h5ad",
+        embedding=main_run_file("embedding.h5ad"),
         nulls="results/{dataset}/latent_correlation.tsv",
         draws="results/{dataset}/latent_correlation_null.tsv",
     output:
@@ -21,7 +21,7 @@ rule plot_latent_correlation:
     log:
         "logs/plot_latent_correlation/{dataset}.log",
     benchmark:
-        "benchmarks/plot_latent_correlation/{dataset}.tsv"
+        "logs/benchmarks/plot_latent_correlation/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -57,7 +57,7 @@ rule plot_embeddings:
     log:
         "logs/plot_embeddings/{dataset}.log",
     benchmark:
-        "benchmarks/plot_embeddings/{dataset}.tsv"
+        "logs/benchmarks/plot_embeddings/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, "adata")
@@ -75,7 +75,7 @@ rule plot_embeddings:
 rule plot_training:
     """Training and validation loss per epoch of the iVAE and its controls."""
     input:
-        iVAE="results/{dataset}/training_log.tsv",
+        iVAE=main_run_file("training_log.tsv"),
         VAE=main_seed_file("VAE", "training_log.tsv"),
         narrow=main_seed_file("VAE-narrow", "training_log.tsv"),
     output:
@@ -89,7 +89,7 @@ rule plot_training:
     log:
         "logs/plot_training/{dataset}.log",
     benchmark:
-        "benchmarks/plot_training/{dataset}.tsv"
+        "logs/benchmarks/plot_training/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -116,12 +116,14 @@ rule plot_metrics:
     log:
         "logs/plot_metrics/{dataset}.log",
     benchmark:
-        "benchmarks/plot_metrics/{dataset}.tsv"
+        "logs/benchmarks/plot_metrics/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        colours=colours_of(default_methods),
     script:
         "../scripts/plot_metrics.py"
 
@@ -140,7 +142,9 @@ use rule plot_metrics as plot_compare_metrics with:
     log:
         "logs/plot_compare_metrics/{dataset}.log",
     benchmark:
-        "benchmarks/plot_compare_metrics/{dataset}.tsv"
+        "logs/benchmarks/plot_compare_metrics/{dataset}.tsv"
+    params:
+        colours=colours_of(compare_methods),
 
 
 rule plot_spectrum:
@@ -158,12 +162,15 @@ rule plot_spectrum:
     log:
         "logs/plot_spectrum/{dataset}.log",
     benchmark:
-        "benchmarks/plot_spectrum/{dataset}.tsv"
+        "logs/benchmarks/plot_spectrum/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb("figures", 0),
+    params:
+        runs=runs_of(default_methods),
+        colours=colours_of(default_methods),
     script:
         "../scripts/plot_spectrum.py"
 
@@ -182,21 +189,24 @@ use rule plot_spectrum as plot_compare_spectrum with:
     log:
         "logs/plot_compare_spectrum/{dataset}.log",
     benchmark:
-        "benchmarks/plot_compare_spectrum/{dataset}.tsv"
+        "logs/benchmarks/plot_compare_spectrum/{dataset}.tsv"
+    params:
+        runs=runs_of(compare_methods),
+        colours=colours_of(compare_methods),
 
 
 rule anndata:
     """One AnnData for scverse users: data, embeddings, kNN graph, UMAP, labels, parameters."""
     input:
         data="results/{dataset}/preprocessed.h5ad",
-        embedding="results/{dataset}/embedding.h5ad",
+        embedding=main_run_file("embedding.h5ad"),
         labels="results/{dataset}/cell_labels.tsv",
     output:
         "results/{dataset}/adata.h5ad",
     log:
         "logs/anndata/{dataset}.log",
     benchmark:
-        "benchmarks/anndata/{dataset}.tsv"
+        "logs/benchmarks/anndata/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: job_threads(2, "data")
@@ -214,8 +224,8 @@ rule component_genes:
     """The genes that follow each component, and those the decoder moves with it."""
     input:
         data="results/{dataset}/preprocessed.h5ad",
-        embedding="results/{dataset}/embedding.h5ad",
-        model="results/{dataset}/model.pt",
+        embedding=main_run_file("embedding.h5ad"),
+        model=main_run_file("model.pt"),
     output:
         report(
             "results/{dataset}/component_genes.tsv",
@@ -226,7 +236,7 @@ rule component_genes:
     log:
         "logs/component_genes/{dataset}.log",
     benchmark:
-        "benchmarks/component_genes/{dataset}.tsv"
+        "logs/benchmarks/component_genes/{dataset}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -253,7 +263,7 @@ rule plot_component_genes:
     log:
         "logs/plot_component_genes/{dataset}.log",
     benchmark:
-        "benchmarks/plot_component_genes/{dataset}.tsv"
+        "logs/benchmarks/plot_component_genes/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1

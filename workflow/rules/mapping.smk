@@ -1,3 +1,9 @@
+def reference_model(wildcards):
+    """The reference's main model (the iVAE at its train.seed)."""
+    seed = dataset_params(wildcards.reference, "train")["seed"]
+    return f"{run_dir(wildcards.reference, methods.MAIN, seed)}/model.pt"
+
+
 rule map_genes:
     """A query's QC-passed cells, its counts at the reference model's genes."""
     input:
@@ -9,7 +15,7 @@ rule map_genes:
     log:
         "logs/map_genes/{query}/{reference}.log",
     benchmark:
-        "benchmarks/map_genes/{query}/{reference}.tsv"
+        "logs/benchmarks/map_genes/{query}/{reference}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
@@ -17,27 +23,26 @@ rule map_genes:
         mem_mb=job_mem_mb("preprocess", "counts"),
         runtime=job_runtime("preprocess", "counts"),
     params:
-        step="genes",
         query="{query}",
         reference="{reference}",
         counts_layer=query_entry("counts_layer"),
         preprocess=query_preprocess_params,
         min_gene_overlap=config["mapping"]["min_gene_overlap"],
     script:
-        "../scripts/map_query.py"
+        "../scripts/map_genes.py"
 
 
 rule map_embed:
     """The query embedded by the reference's model (new covariate categories by surgery)."""
     input:
         counts="results/{query}/mapped_to/{reference}/query_counts.h5ad",
-        model="results/{reference}/model.pt",
+        model=reference_model,
     output:
         "results/{query}/mapped_to/{reference}/query_embedding.h5ad",
     log:
         "logs/map_embed/{query}/{reference}.log",
     benchmark:
-        "benchmarks/map_embed/{query}/{reference}.tsv"
+        "logs/benchmarks/map_embed/{query}/{reference}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: training_claim("threads")
@@ -46,11 +51,10 @@ rule map_embed:
         mem_mb=job_mem_mb("train", "counts"),
         runtime=job_runtime("embed", "counts"),
     params:
-        step="embed",
         query="{query}",
         surgery_epochs=config["mapping"]["surgery_epochs"],
     script:
-        "../scripts/map_query.py"
+        "../scripts/map_embed.py"
 
 
 rule map_transfer:
@@ -64,18 +68,17 @@ rule map_transfer:
     log:
         "logs/map_transfer/{query}/{reference}.log",
     benchmark:
-        "benchmarks/map_transfer/{query}/{reference}.tsv"
+        "logs/benchmarks/map_transfer/{query}/{reference}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
     resources:
         mem_mb=job_mem_mb("figures", "embedding"),
     params:
-        step="transfer",
         n_neighbors=config["mapping"]["n_neighbors"],
         label_key=query_entry("label_key"),
     script:
-        "../scripts/map_query.py"
+        "../scripts/map_transfer.py"
 
 
 rule plot_mapping:
@@ -94,7 +97,7 @@ rule plot_mapping:
     log:
         "logs/plot_mapping/{query}/{reference}.log",
     benchmark:
-        "benchmarks/plot_mapping/{query}/{reference}.tsv"
+        "logs/benchmarks/plot_mapping/{query}/{reference}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1

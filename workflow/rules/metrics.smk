@@ -7,7 +7,7 @@ rule cell_labels:
     log:
         "logs/cell_labels/{dataset}.log",
     benchmark:
-        "benchmarks/cell_labels/{dataset}.tsv"
+        "logs/benchmarks/cell_labels/{dataset}.tsv"
     priority: 1  # unblocks the baselines and metrics: start it as soon as a core is free
     conda:
         "../../envs/scanpy.yaml"
@@ -35,7 +35,7 @@ rule run_metrics:
     log:
         "logs/run_metrics/{dataset}/{method}/seed{seed}.log",
     benchmark:
-        "benchmarks/run_metrics/{dataset}/{method}/seed{seed}.tsv"
+        "logs/benchmarks/run_metrics/{dataset}/{method}/seed{seed}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
@@ -43,34 +43,13 @@ rule run_metrics:
         mem_mb=job_mem_mb("figures", "embedding"),
         runtime=job_runtime("figures", "embedding"),
     params:
-        step="run",
         method="{method}",
         seed="{seed}",
         eval_seed=eval_seed,
         batch_key=dataset_entry("batch_key"),
         max_cells=max_cells_param,
     script:
-        "../scripts/metrics.py"
-
-
-use rule run_metrics as run_metrics_main with:
-    input:
-        embedding="results/{dataset}/embedding.h5ad",
-        log_tsv="results/{dataset}/training_log.tsv",
-        labels="results/{dataset}/cell_labels.tsv",
-    output:
-        "results/{dataset}/run_metrics.tsv",
-    log:
-        "logs/run_metrics/{dataset}/main.log",
-    benchmark:
-        "benchmarks/run_metrics/{dataset}/main.tsv"
-    params:
-        step="run",
-        method="iVAE",
-        seed=primary_seed,
-        eval_seed=eval_seed,
-        batch_key=dataset_entry("batch_key"),
-        max_cells=max_cells_param,
+        "../scripts/run_metrics.py"
 
 
 rule baselines:
@@ -84,7 +63,7 @@ rule baselines:
     log:
         "logs/baselines/{dataset}/seed{seed}.log",
     benchmark:
-        "benchmarks/baselines/{dataset}/seed{seed}.tsv"
+        "logs/benchmarks/baselines/{dataset}/seed{seed}.tsv"
     priority: 1  # the longest job after the trainings (minutes on an atlas): not last
     conda:
         "../../envs/scanpy.yaml"
@@ -93,14 +72,13 @@ rule baselines:
         mem_mb=job_mem_mb("metrics", "data", subsampled=True),
         runtime=job_runtime("metrics", "data"),
     params:
-        step="baselines",
         fit_seed="{seed}",
         eval_seed=eval_seed,
         batch_key=dataset_entry("batch_key"),
         n_components=latent_dim_param,
         max_cells=max_cells_param,
     script:
-        "../scripts/metrics.py"
+        "../scripts/baselines.py"
 
 
 rule metrics:
@@ -118,16 +96,14 @@ rule metrics:
     log:
         "logs/metrics/{dataset}.log",
     benchmark:
-        "benchmarks/metrics/{dataset}.tsv"
+        "logs/benchmarks/metrics/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
     resources:
         mem_mb=1000,
-    params:
-        step="table",
     script:
-        "../scripts/metrics.py"
+        "../scripts/metrics_table.py"
 
 
 use rule metrics as compare_metrics with:
@@ -139,7 +115,7 @@ use rule metrics as compare_metrics with:
     log:
         "logs/compare_metrics/{dataset}.log",
     benchmark:
-        "benchmarks/compare_metrics/{dataset}.tsv"
+        "logs/benchmarks/compare_metrics/{dataset}.tsv"
 
 
 use rule metrics as sweep_metrics with:
@@ -151,7 +127,7 @@ use rule metrics as sweep_metrics with:
     log:
         "logs/sweep_metrics/{dataset}.log",
     benchmark:
-        "benchmarks/sweep_metrics/{dataset}.tsv"
+        "logs/benchmarks/sweep_metrics/{dataset}.tsv"
 
 
 rule correlation_nulls:
@@ -165,7 +141,7 @@ rule correlation_nulls:
     log:
         "logs/correlation_nulls/{dataset}.log",
     benchmark:
-        "benchmarks/correlation_nulls/{dataset}.tsv"
+        "logs/benchmarks/correlation_nulls/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
@@ -184,13 +160,13 @@ rule software_versions:
     """Python, PyTorch (and CUDA), scanpy, anndata, Snakemake and the device used."""
     input:
         data="results/{dataset}/preprocessed.h5ad",
-        model="results/{dataset}/model.pt",
+        model=main_run_file("model.pt"),
     output:
         "results/{dataset}/software_versions.tsv",
     log:
         "logs/software_versions/{dataset}.log",
     benchmark:
-        "benchmarks/software_versions/{dataset}.tsv"
+        "logs/benchmarks/software_versions/{dataset}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1

@@ -9,7 +9,7 @@ rule preprocess:
     log:
         "logs/preprocess/{dataset}.log",
     benchmark:
-        "benchmarks/preprocess/{dataset}.tsv"
+        "logs/benchmarks/preprocess/{dataset}.tsv"
     conda:
         "../../envs/scanpy.yaml"
     threads: 1
@@ -43,7 +43,7 @@ rule plot_qc:
     log:
         "logs/plot_qc/{dataset}.log",
     benchmark:
-        "benchmarks/plot_qc/{dataset}.tsv"
+        "logs/benchmarks/plot_qc/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1

@@ -30,7 +30,7 @@ rule plot_sweep:
     log:
         "logs/plot_sweep/{dataset}.log",
     benchmark:
-        "benchmarks/plot_sweep/{dataset}.tsv"
+        "logs/benchmarks/plot_sweep/{dataset}.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1

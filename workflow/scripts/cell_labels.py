@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from common_io import InputError, log, setup_logging, write_cell_table
-from metrics import reference_labels, subsampled_leiden
+from leiden_reference import reference_labels, subsampled_leiden
 from subsample import iter_row_blocks, matrix_shape, read_obs, read_rows, read_var_names, subsample_cells
 
 UNASSIGNED = "Unassigned"

@@ -1,6 +1,8 @@
-"""Evaluation after training: clustering metrics, correlation score and effective
-dimensionality of each trained model's latent (one row per model and training seed), of
-four linear/matrix-factorisation baselines, and their summary over seeds.
+"""Scores of an embedding: clustering metrics, correlation score, effective dimensionality,
+batch mixing, and their summary over seeds (the metrics tables' columns).
+
+The rules' entry scripts use them: run_metrics.py (one trained model's row),
+baselines.py (the linear baselines' rows) and metrics_table.py (all rows and the summary).
 
 For each embedding (cells x components), against the reference groups (the dataset's
 ``label_key`` labels when given, else Leiden clusters of the log-normalised highly
@@ -32,16 +34,14 @@ each row's ``note`` says so. At or below max_cells nothing changes.
 """
 
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import (InputError, atomic_path, cache_umap_compilation, log, read_cell_table, read_lognorm,
-                       read_obs_columns, setup_logging)
+from common_io import InputError, log, read_cell_table
 from correlation import as_embedding, correlation_score, participation_ratio
-from subsample import read_obs, read_obsm, read_rows, read_uns, subsample_cells, subsample_note
+from methods import BASELINES  # noqa: F401 - the rows of the metrics tables that are not trained models
+from subsample import subsample_cells, subsample_note
 
 #: Columns of the metrics tables, in order.
 SCORES = ["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
@@ -50,10 +50,6 @@ BATCH_SCORES = ["batch_ASW", "graph_connectivity", "batch_entropy"]
 #: How each trained model's training ended: epochs run, the epoch kept, whether early stopping ended it.
 TRAINING = ["epochs_run", "epoch_kept", "stopped_early"]
 METRIC_COLUMNS = ["method", "seed", *SCORES, *TRAINING, "reference", "note"]
-BASELINES = ("PCA", "ICA", "NMF", "FA")
-#: FastICA and NMF iterations: enough for these data to converge (a baseline that does
-#: not converge says so in the table's ``note``).
-MAX_ITER = 5000
 #: MiniBatchKMeans above max_cells cells: initialisations and cells per batch.
 MINIBATCH_N_INIT, MINIBATCH_SIZE = 3, 4096
 
@@ -179,139 +175,6 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
     asw_k, ch_k, db_k = indices(kmeans)
     return {"NMI": float(normalized_mutual_info_score(codes, kmeans)), "ARI": float(adjusted_rand_score(codes, kmeans)),
             "ASW": asw, "CH": ch, "DB": db, "ASW_kmeans": asw_k, "CH_kmeans": ch_k, "DB_kmeans": db_k}
-
-
-def reference_labels(obs: pd.DataFrame, X_lognorm, *, label_key: str | None, seed: int = 0,
-                     resolution: float = 1.0, max_cells: int | None = None) -> tuple[np.ndarray, str]:
-    """The reference groups for the clustering metrics: ``(labels as str, kind)``.
-
-    With ``label_key``: the obs column, kind ``"labels"`` (ValueError if the column is
-    absent or has missing values: drop those cells first). Without: Leiden clusters of the
-    log-normalised highly variable genes ``X_lognorm`` (cells x genes, dense or sparse),
-    kind ``"clusters"``: scanpy PCA (min(50, genes - 1, cells - 1) components, unscaled,
-    seeded), the 15-nearest-neighbour graph, and ``sc.tl.leiden(flavor="igraph",
-    n_iterations=2, resolution=resolution, random_state=seed)``, the usual scanpy recipe.
-    Above ``max_cells`` cells (None: never), that recipe runs on a uniform seeded subsample
-    of ``max_cells`` cells and every other cell joins the cluster of the nearest cluster
-    centroid in the subsample's PCA space (``subsampled_leiden``).
-    """
-    if label_key is not None:
-        if label_key not in obs.columns:
-            raise ValueError(f"label_key '{label_key}' is not an obs column; the columns are {list(obs.columns)}.")
-        column = obs[label_key]
-        if column.isna().any():
-            raise ValueError(f"obs['{label_key}'] has {int(column.isna().sum())} missing labels; drop those cells first.")
-        return column.astype(str).to_numpy(), "labels"
-
-    n_cells = X_lognorm.shape[0]
-    if obs.shape[0] != n_cells:
-        raise ValueError(f"obs has {obs.shape[0]} rows but the expression matrix has {n_cells} cells.")
-    if max_cells is not None and n_cells > max_cells:
-        rows = subsample_cells(n_cells, max_cells, seed=seed)
-        blocks = ((start, X_lognorm[start:start + 65536]) for start in range(0, n_cells, 65536))
-        return subsampled_leiden(X_lognorm[rows], blocks, n_cells, rows, seed=seed, resolution=resolution), "clusters"
-    return leiden_clusters(X_lognorm, seed=seed, resolution=resolution).obs["leiden"].astype(str).to_numpy(), "clusters"
-
-
-def leiden_clusters(X_lognorm, *, seed: int = 0, resolution: float = 1.0):
-    """The AnnData of ``reference_labels``' Leiden recipe on every row of ``X_lognorm``:
-    ``obs["leiden"]``, ``obsm["X_pca"]``, ``varm["PCs"]`` (genes x components)."""
-    import anndata as ad
-    import scanpy as sc
-
-    n_cells, n_genes = X_lognorm.shape
-    n_comps = min(50, n_genes - 1, n_cells - 1)
-    if n_comps < 1:
-        raise ValueError(f"Leiden reference clusters need at least 2 cells and 2 genes; got {n_cells} x {n_genes}.")
-    X = X_lognorm.astype(np.float32) if sp.issparse(X_lognorm) else np.asarray(X_lognorm, dtype=np.float32)
-    adata = ad.AnnData(X=X)
-    sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
-    cache_umap_compilation()
-    sc.pp.neighbors(adata, n_neighbors=min(15, n_cells - 1), random_state=seed)
-    sc.tl.leiden(adata, flavor="igraph", n_iterations=2, directed=False, resolution=resolution,
-                 random_state=seed, key_added="leiden")
-    return adata
-
-
-def subsampled_leiden(X_subsample, blocks, n_cells: int, rows, *, seed: int = 0,
-                      resolution: float = 1.0) -> np.ndarray:
-    """Leiden clusters (as str) of all ``n_cells`` cells from a subsample of them.
-
-    ``X_subsample``: the log-normalised rows ``rows`` (sorted indices) of the cells x genes
-    matrix; ``blocks``: ``(first row, block)`` pairs covering every row of that matrix in
-    order (e.g. ``subsample.iter_row_blocks``), read once. The subsample's cells get
-    ``leiden_clusters``; each other cell is projected with the subsample's PCA
-    ((x - mean) @ PCs, the subsample's gene means) and joins the cluster whose centroid
-    (mean of its subsample cells' PCA scores) is nearest in Euclidean distance. Memory: the
-    subsample and one block.
-    """
-    rows = np.asarray(rows)
-    fitted = leiden_clusters(X_subsample, seed=seed, resolution=resolution)
-    own = fitted.obs["leiden"].astype(str).to_numpy()
-    names, codes = np.unique(own, return_inverse=True)
-    scores = np.asarray(fitted.obsm["X_pca"], dtype=np.float64)
-    centroids = np.stack([scores[codes == k].mean(0) for k in range(len(names))])
-    pcs = np.asarray(fitted.varm["PCs"], dtype=np.float64)
-    offset = np.asarray(X_subsample.mean(0), dtype=np.float64).ravel() @ pcs
-    out = np.empty(n_cells, dtype=object)
-    for start, block in blocks:
-        projected = np.asarray(block @ pcs) - offset
-        distance = (projected**2).sum(1)[:, None] - 2 * projected @ centroids.T + (centroids**2).sum(1)[None, :]
-        out[start:start + block.shape[0]] = names[distance.argmin(1)]
-    out[rows] = own
-    return out.astype(str)
-
-
-def baseline_embeddings(X_lognorm, n_components: int, *, seed: int = 0,
-                        max_iter: int = MAX_ITER) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Four scikit-learn baselines with ``n_components`` components each, all seeded.
-
-    ``X_lognorm``: cells x highly variable genes, log-normalised (non-negative), dense or
-    sparse; it is densified once (float32: the stored precision, half the memory).
-
-    - ``PCA``: scores on the top principal axes of the gene-centred data;
-    - ``ICA``: FastICA, ``whiten="unit-variance"``, up to ``max_iter`` iterations;
-    - ``NMF``: X ~ W H with W, H >= 0, ``init="nndsvda"``, up to ``max_iter`` iterations; W returned;
-    - ``FA``: factor analysis, posterior means of the factors.
-
-    Returns ``(embeddings, notes)``: ``{"PCA", "ICA", "NMF", "FA"}`` -> (cells x n_components)
-    float64 arrays, and -> "" or what went wrong ("did not converge in N iterations"),
-    which is also logged, not raised. Raises ValueError for negative or non-finite input or
-    ``n_components`` outside 1..min(cells, genes).
-    """
-    from sklearn.decomposition import NMF, PCA, FactorAnalysis, FastICA
-    from sklearn.exceptions import ConvergenceWarning
-
-    X = X_lognorm.toarray() if sp.issparse(X_lognorm) else np.asarray(X_lognorm)
-    X = X.astype(np.float32, copy=False)
-    if X.ndim != 2:
-        raise ValueError(f"the expression matrix must be 2-D; got shape {X.shape}.")
-    if not 1 <= n_components <= min(X.shape):
-        raise ValueError(f"n_components must be between 1 and min(cells, genes) = {min(X.shape)}; got {n_components}.")
-    if not np.isfinite(X).all():
-        raise ValueError("the expression matrix holds NaN or infinite values.")
-    if X.min() < 0:
-        raise ValueError(f"NMF needs non-negative log-normalised values; the matrix has minimum {X.min():g}.")
-
-    models = {
-        "PCA": PCA(n_components=n_components, random_state=seed),
-        "ICA": FastICA(n_components=n_components, whiten="unit-variance", max_iter=max_iter, random_state=seed),
-        "NMF": NMF(n_components=n_components, init="nndsvda", max_iter=max_iter, random_state=seed),
-        "FA": FactorAnalysis(n_components=n_components, random_state=seed),
-    }
-    out, notes = {}, {}
-    for name, model in models.items():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            out[name] = np.asarray(model.fit_transform(X), dtype=np.float64)
-        notes[name] = ""
-        for w in caught:
-            if issubclass(w.category, ConvergenceWarning):
-                log.warning("%s baseline: %s", name, w.message)
-                notes[name] = f"did not converge in {max_iter} iterations"
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out, notes
 
 
 def batch_mixing(embedding, batch, cell_type, *, n_neighbors: int = 15, seed: int = 0,
@@ -446,7 +309,7 @@ def known_reference(path, obs_names: pd.Index):
     return reference[known].astype(str), kind, known
 
 
-def _batches(obs: pd.DataFrame, batch_key: str | None, known: np.ndarray, kind: str):
+def batches_for_mixing(obs: pd.DataFrame, batch_key: str | None, known: np.ndarray, kind: str):
     """Each (labelled) cell's batch; None without a batch_key or without cell-type labels
     (Leiden clusters of the uncorrected data split by batch themselves: mixing within them
     would mean little)."""
@@ -455,7 +318,7 @@ def _batches(obs: pd.DataFrame, batch_key: str | None, known: np.ndarray, kind: 
     return obs[batch_key].astype(str).to_numpy()[known]
 
 
-def _max_cells(snakemake) -> int | None:
+def max_cells_param(snakemake) -> int | None:
     """The rule's ``max_cells`` param (evaluation.max_cells); None where a rule has none."""
     value = getattr(snakemake.params, "max_cells", None)
     return None if value is None else int(value)
@@ -470,87 +333,3 @@ def scale_note(n_cells: int, max_cells: int | None, mixing: bool) -> str:
     if mixing:
         notes.append(f"batch mixing on {subsample_note(max_cells, n_cells, stratified=True)}")
     return "; ".join(notes)
-
-
-def main_run(snakemake) -> None:
-    """One trained model: its row of the metrics table."""
-    setup_logging(snakemake.log[0])
-    path = snakemake.input.embedding
-    batch_key = snakemake.params.batch_key
-    # The cell names, the batch column, the latent and the model's settings: not the rest of obs.
-    obs = read_obs_columns(path, [batch_key] if batch_key else [], with_index=True, what=path)
-    reference, kind, known = known_reference(snakemake.input.labels, obs.index)
-    batch = _batches(obs, batch_key, known, kind)
-    max_cells = _max_cells(snakemake)
-    scores = embedding_metrics(read_obsm(path, "X_ivae")[known], reference, seed=snakemake.params.eval_seed,
-                               batch=batch, max_cells=max_cells)
-    history = pd.read_csv(snakemake.input.log_tsv, sep="\t")
-    ivae = read_uns(path, "ivae")
-    train_params = ivae["train_params"]
-    max_epochs = int(ivae.get("epochs", history["epoch"].max()))
-    row = {"method": snakemake.params.method, "seed": int(snakemake.params.seed), **scores,
-           **validation_nll(history, float(train_params["irecon"])), **training_end(history, max_epochs),
-           "reference": kind, "note": scale_note(len(reference), max_cells, batch is not None)}
-    table = pd.DataFrame([row], columns=METRIC_COLUMNS)
-    log.info("\n%s", table.to_string(index=False))
-    with atomic_path(snakemake.output[0]) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-
-
-def main_baselines(snakemake) -> None:
-    """PCA, ICA, NMF and FA with the iVAE's latent_dim components, fitted with one seed (the
-    training seed they sit beside; scored with the evaluation seed like the models): their rows."""
-    import sklearn.cluster  # noqa: F401 - load scikit-learn's OpenMP runtime so that threadpool_limits sees it
-    import sklearn.decomposition  # noqa: F401
-    from threadpoolctl import threadpool_limits
-
-    setup_logging(snakemake.log[0])
-    fit_seed, seed = int(snakemake.params.fit_seed), int(snakemake.params.eval_seed)
-    max_cells = _max_cells(snakemake)
-    obs = read_obs(snakemake.input.data)
-    reference, kind, known = known_reference(snakemake.input.labels, obs.index)
-    subsampled = max_cells is not None and len(reference) > max_cells
-    if subsampled:  # never densify an atlas: read only the subsample's rows
-        keep = subsample_cells(len(reference), max_cells, labels=reference, seed=seed)
-        rows = np.flatnonzero(known)[keep]
-        X, reference = read_rows(snakemake.input.data, rows), reference[keep]
-        batch = _batches(obs.iloc[rows], snakemake.params.batch_key, np.ones(len(rows), bool), kind)
-        scale = f"fitted and scored on {subsample_note(len(rows), int(known.sum()), stratified=True)}"
-        log.info("%d labelled cells, above max_cells %d: baselines %s", known.sum(), max_cells, scale)
-    else:
-        X, _ = read_lognorm(snakemake.input.data)
-        X = X[known]
-        batch = _batches(obs, snakemake.params.batch_key, known, kind)
-        scale = ""
-    n_components = int(snakemake.params.n_components)
-    with threadpool_limits(getattr(snakemake, "threads", None)):
-        log.info("baselines PCA, ICA, NMF, FA with %d components on %d x %d, seed %d", n_components, *X.shape,
-                 fit_seed)
-        embeddings, notes = baseline_embeddings(X, n_components, seed=fit_seed)
-        rows = [{"method": name, "seed": fit_seed,
-                 **embedding_metrics(e, reference, seed=seed, batch=batch, max_cells=max_cells),
-                 "val_nll": np.nan, "val_nll_module": np.nan, "reference": kind,
-                 "note": "; ".join(n for n in (notes[name], scale) if n)}
-                for name, e in embeddings.items()]
-    table = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    log.info("\n%s", table.to_string(index=False))
-    with atomic_path(snakemake.output[0]) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-
-
-def main_table(snakemake) -> None:
-    """All rows (models x seeds, then the baselines) and their summary over seeds."""
-    setup_logging(snakemake.log[0])
-    table = pd.concat([pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])
-                       for p in snakemake.input], ignore_index=True)
-    table["note"] = table["note"].fillna("")
-    summary = summarise(table)
-    log.info("\n%s", summary.round(3).to_string(index=False))
-    with atomic_path(snakemake.output.table) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    with atomic_path(snakemake.output.summary) as tmp:
-        summary.to_csv(tmp, sep="\t", index=False)
-
-
-if "snakemake" in globals():
-    {"run": main_run, "baselines": main_baselines, "table": main_table}[snakemake.params.step](snakemake)  # noqa: F821

@@ -15,7 +15,7 @@ import pandas as pd
 
 import plotstyle
 from common_io import log, setup_logging
-from metrics import BASELINES
+from methods import BASELINES
 
 #: (metric, axis label, panel note) in panel order; the note says which direction is better.
 METRICS = [
@@ -49,8 +49,9 @@ def _format(value: float) -> str:
     return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}"
 
 
-def plot_metrics(table: pd.DataFrame, *, dataset: str, pdf, png) -> list:
-    """Draw one panel per metric present (and not all missing); return the metrics drawn."""
+def plot_metrics(table: pd.DataFrame, *, dataset: str, pdf, png, colours: dict | None = None) -> list:
+    """Draw one panel per metric present (and not all missing; ``colours``: method ->
+    colour); return the metrics drawn."""
     import matplotlib.pyplot as plt
 
     plotstyle.apply()
@@ -70,8 +71,8 @@ def plot_metrics(table: pd.DataFrame, *, dataset: str, pdf, png) -> list:
                   for m in methods}
         means = np.array([v.mean() if len(v) else np.nan for v in values.values()])
         sds = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in values.values()])
-        colours = [plotstyle.method_colour(m) for m in methods]
-        ax.barh(y, np.nan_to_num(means), xerr=sds, color=colours, height=0.65, error_kw={"lw": 0.7, "capsize": 1.5})
+        bar_colours = [plotstyle.method_colour(m, colours) for m in methods]
+        ax.barh(y, np.nan_to_num(means), xerr=sds, color=bar_colours, height=0.65, error_kw={"lw": 0.7, "capsize": 1.5})
         for yi, m in zip(y, methods):
             if len(values[m]) > 1:
                 ax.scatter(values[m], yi + rng.uniform(-0.15, 0.15, len(values[m])), s=4, color="black", lw=0,
@@ -116,8 +117,8 @@ def seeds_caption(table: pd.DataFrame) -> str:
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     table = pd.read_csv(snakemake.input.tsv, sep="\t")
-    metrics = plot_metrics(table, dataset=snakemake.wildcards.dataset,
-                           pdf=snakemake.output.pdf, png=snakemake.output.png)
+    metrics = plot_metrics(table, dataset=snakemake.wildcards.dataset, pdf=snakemake.output.pdf,
+                           png=snakemake.output.png, colours=snakemake.params.colours)
     log.info("drew %s for %s", ", ".join(metrics), ", ".join(dict.fromkeys(table["method"].astype(str))))
 
 

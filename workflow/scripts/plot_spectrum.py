@@ -8,7 +8,6 @@ effective number of dimensions. A latent that collapsed onto i_dim directions sh
 large eigenvalues and a cliff.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,12 +15,6 @@ import pandas as pd
 import plotstyle
 from common_io import log, setup_logging
 from correlation import covariance_spectrum, participation_ratio
-
-
-def method_of(path) -> str:
-    """The method of an embedding's path: results/{dataset}/runs/{method}/seed{s}/..., else the iVAE."""
-    parts = Path(path).parts
-    return parts[parts.index("runs") + 1] if "runs" in parts else "iVAE"
 
 
 def spectra(latents: dict[str, list[np.ndarray]]) -> pd.DataFrame:
@@ -37,8 +30,9 @@ def spectra(latents: dict[str, list[np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_spectrum(latents: dict[str, list[np.ndarray]], *, dataset: str, pdf, png) -> pd.DataFrame:
-    """Draw the spectra; return the long table of ``spectra``."""
+def plot_spectrum(latents: dict[str, list[np.ndarray]], *, dataset: str, pdf, png,
+                  colours: dict | None = None) -> pd.DataFrame:
+    """Draw the spectra (``colours``: method -> colour); return the long table of ``spectra``."""
     import matplotlib.pyplot as plt
 
     plotstyle.apply()
@@ -51,7 +45,7 @@ def plot_spectrum(latents: dict[str, list[np.ndarray]], *, dataset: str, pdf, pn
         mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
         pr = part.groupby("seed")["participation_ratio"].first()
         label = f"{method} (PR {pr.mean():.1f}" + (f" \u00b1 {pr.std(ddof=1):.1f})" if len(pr) > 1 else ")")
-        colour = plotstyle.method_colour(method)
+        colour = plotstyle.method_colour(method, colours)
         ax.errorbar(mean.index, mean.to_numpy(), yerr=sd.to_numpy(), color=colour, marker="o", ms=2.5, lw=1.0,
                     capsize=1.5, label=label)
     ax.set_yscale("log")
@@ -73,10 +67,10 @@ def main(snakemake) -> None:
 
     setup_logging(snakemake.log[0])
     latents: dict[str, list[np.ndarray]] = {}
-    for path in snakemake.input:
-        latents.setdefault(method_of(path), []).append(np.asarray(ad.read_h5ad(path).obsm["X_ivae"]))
+    for path, (method, _seed) in zip(snakemake.input, snakemake.params.runs, strict=True):
+        latents.setdefault(method, []).append(np.asarray(ad.read_h5ad(path).obsm["X_ivae"]))
     table = plot_spectrum(latents, dataset=snakemake.wildcards.dataset, pdf=snakemake.output.pdf,
-                          png=snakemake.output.png)
+                          png=snakemake.output.png, colours=snakemake.params.colours)
     log.info("participation ratios:\n%s",
              table.groupby(["method", "seed"])["participation_ratio"].first().round(2).to_string())
 

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import methods  # noqa: E402
 from common_io import atomic_path  # noqa: E402
 
 MM = 1 / 25.4
@@ -21,13 +22,9 @@ DOUBLE_COLUMN = 183 * MM
 #: Diverging map for correlations (ColorBrewer RdBu, colour-blind safe), fixed to [-1, 1].
 DIVERGING = "RdBu_r"
 #: Okabe-Ito qualitative palette.
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+OKABE_ITO = methods.OKABE_ITO
 #: Sequential map for continuous values (perceptually uniform, colour-blind safe).
 SEQUENTIAL = "viridis"
-#: Each trained model's colour in every figure (Okabe-Ito), and grey for the linear baselines.
-METHOD_COLORS = {"iVAE": "#D55E00", "VAE": "#0072B2", "VAE-narrow": "#56B4E9", "beta-VAE": "#009E73",
-                 "DIP-VAE-II": "#E69F00", "beta-TC-VAE": "#CC79A7", "InfoVAE": "#000000"}
-BASELINE_GREY = "#9A9A9A"
 #: "Before" / "after" the interpretative module (Okabe-Ito blue and vermillion).
 BEFORE_AFTER = ("#0072B2", "#D55E00")
 
@@ -76,15 +73,12 @@ def categorical_colors(n: int) -> list:
     return [pool[i % len(pool)] for i in range(n)]
 
 
-def method_colour(method: str) -> str:
-    """The colour of a model (METHOD_COLORS; grey for a linear baseline; else by its name)."""
-    from metrics import BASELINES
-
-    if method in BASELINES:
-        return BASELINE_GREY
-    if method in METHOD_COLORS:
-        return METHOD_COLORS[method]
-    return OKABE_ITO[sum(map(ord, method)) % len(OKABE_ITO)]
+def method_colour(method: str, colours: dict | None = None) -> str:
+    """A method's colour in every figure: ``colours`` (method -> colour, as the rules pass
+    them from the method registry, config ``compare`` included), else methods.colour."""
+    if colours and method in colours:
+        return colours[method]
+    return methods.colour(method)
 
 
 def save(fig, pdf: str | Path, png: str | Path) -> None:

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MB = 1 << 20
+#: Rows per block when a job reads a matrix from disk (subsample.py; about 250 MB of CSR at
+#: 1,000 stored values a row): the one block of rows a subsampling job holds at a time.
+CHUNK_ROWS = 1 << 16
 #: Bytes per stored value of a CSR count matrix in memory: float32 value + int32 index.
 CSR_BYTES = 8
 #: Counts compress about this well in gzip-compressed HDF5 (used when h5py is missing).
@@ -258,7 +261,7 @@ def mem_mb(step: str, size: MatrixSize, attempt: int = 1, *, max_cells: int | No
     raw = (size.raw_nnz or 0) * CSR_BYTES / MB
     per_cell = size.cells * 1000 / MB
     share = 1.0 if max_cells is None else min(1.0, max_cells / size.cells)
-    block = 0.0 if share == 1.0 else csr * min(1.0, 65536 / size.cells)  # subsample.CHUNK_ROWS rows
+    block = 0.0 if share == 1.0 else csr * min(1.0, CHUNK_ROWS / size.cells)
     if step == "preprocess" and size.row_chunks and chunk_cells:
         need = base + 4 * csr * min(1.0, chunk_cells / size.cells) + per_cell
     elif step == "preprocess":

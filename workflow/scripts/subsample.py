@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from sizing import CHUNK_ROWS
+
 #: Every label keeps at least min(its number of cells, MIN_PER_LABEL) cells in a stratified subsample.
 MIN_PER_LABEL = 50
-#: Rows per block when reading a matrix from disk (about 250 MB of CSR at 1,000 stored values a row).
-CHUNK_ROWS = 1 << 16
 
 
 def subsample_cells(n_cells: int, max_cells: int, *, labels=None, seed: int = 0) -> np.ndarray:

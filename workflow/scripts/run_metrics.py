@@ -1,0 +1,41 @@
+"""`run_metrics` rule: one trained model's row of the metrics table.
+
+Its embedding's scores against the reference (metrics.embedding_metrics), how its
+training ended, and its held-out loss at the kept epoch (metrics.validation_nll).
+"""
+
+import pandas as pd
+
+from common_io import atomic_path, log, read_obs_columns, setup_logging
+from metrics import (METRIC_COLUMNS, batches_for_mixing, embedding_metrics, known_reference, max_cells_param,
+                     scale_note, training_end, validation_nll)
+from subsample import read_obsm, read_uns
+
+
+def main(snakemake) -> None:
+    """One trained model: its row of the metrics table."""
+    setup_logging(snakemake.log[0])
+    path = snakemake.input.embedding
+    batch_key = snakemake.params.batch_key
+    # The cell names, the batch column, the latent and the model's settings: not the rest of obs.
+    obs = read_obs_columns(path, [batch_key] if batch_key else [], with_index=True, what=path)
+    reference, kind, known = known_reference(snakemake.input.labels, obs.index)
+    batch = batches_for_mixing(obs, batch_key, known, kind)
+    max_cells = max_cells_param(snakemake)
+    scores = embedding_metrics(read_obsm(path, "X_ivae")[known], reference, seed=snakemake.params.eval_seed,
+                               batch=batch, max_cells=max_cells)
+    history = pd.read_csv(snakemake.input.log_tsv, sep="\t")
+    ivae = read_uns(path, "ivae")
+    train_params = ivae["train_params"]
+    max_epochs = int(ivae.get("epochs", history["epoch"].max()))
+    row = {"method": snakemake.params.method, "seed": int(snakemake.params.seed), **scores,
+           **validation_nll(history, float(train_params["irecon"])), **training_end(history, max_epochs),
+           "reference": kind, "note": scale_note(len(reference), max_cells, batch is not None)}
+    table = pd.DataFrame([row], columns=METRIC_COLUMNS)
+    log.info("\n%s", table.to_string(index=False))
+    with atomic_path(snakemake.output[0]) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
