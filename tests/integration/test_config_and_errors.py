@@ -62,7 +62,7 @@ def test_bad_counts_and_label_key_fail_with_dataset_and_file(tmp_path, pbmc68k_c
         "bigbatch": {"path": "data/ok.h5ad", "train": {"batch_size": 5000}},
     }, "preprocess": {"min_genes": 50, "max_genes": None, "max_pct_mt": None}})
     result = snakemake(tmp_path, "--keep-going", "results/lognorm/preprocessed.h5ad",
-                       "results/nolabel/preprocessed.h5ad", "results/bigbatch/model.pt", check=False)
+                       "results/nolabel/preprocessed.h5ad", "results/bigbatch/runs/iVAE/seed0/model.pt", check=False)
     out = result.stderr + result.stdout
     assert result.returncode != 0
     assert "dataset 'lognorm' (data/lognorm.h5ad): the count matrix holds non-integer values" in out
@@ -70,7 +70,7 @@ def test_bad_counts_and_label_key_fail_with_dataset_and_file(tmp_path, pbmc68k_c
     assert re.search(r"dataset 'bigbatch' \(results/bigbatch/preprocessed.h5ad\): \d+ training cells \(\d+ cells, "
                      r"\d+ held out\) is fewer than one batch \(train.batch_size=5000\)", out)
     assert not (tmp_path / "results" / "lognorm" / "preprocessed.h5ad").exists()
-    assert not (tmp_path / "results" / "bigbatch" / "model.pt").exists()
+    assert not (tmp_path / "results" / "bigbatch" / "runs" / "iVAE" / "seed0" / "model.pt").exists()
 
 
 def test_lint_is_clean():
@@ -95,15 +95,15 @@ def test_snakefmt_is_clean():
 
 
 def test_per_dataset_evaluation_seeds_and_methods_in_the_plan(tmp_path, counts_file):
-    """Every model x seed is one training job; the iVAE at train.seed is the main model, not
-    trained twice; a dataset can have fewer seeds than the global setting."""
+    """Every model x seed is one job of the one training rule; the iVAE at train.seed is the
+    main model, not trained twice; a dataset can have fewer seeds than the global setting."""
     write_config(tmp_path, {"datasets": {"a": {"path": counts_file},
                                          "b": {"path": counts_file, "evaluation": {"seeds": [0]}}}})
     out = snakemake(tmp_path, "--dry-run").stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], flags=re.M))
-    assert counts["train"] == "2"  # the two main iVAEs
-    assert counts["train_run"] == str((3 * 3 - 1) + (3 * 1 - 1))  # iVAE/VAE/VAE-narrow x seeds, less the mains
-    assert counts["run_metrics"] == counts["train_run"] and counts["baselines"] == "4"  # one per seed
+    assert counts["train"] == str(3 * 3 + 3 * 1)  # iVAE/VAE/VAE-narrow x seeds, the main iVAEs among them
+    assert counts["embed"] == counts["run_metrics"] == counts["train"] and counts["baselines"] == "4"  # one per seed
+    assert not {"train_run", "embed_run", "run_metrics_main"} & set(counts)  # one rule per step
 
 
 def test_mapping_of_an_unknown_dataset_is_named(tmp_path, counts_file):

@@ -58,19 +58,19 @@ def test_workstation_profile_one_gpu_job_at_a_time_cpu_jobs_side_by_side(gpu, pb
         env["PATH"] = f"{fake.parent}{os.pathsep}{env['PATH']}"
     else:
         env["CUDA_VISIBLE_DEVICES"] = "-1"  # no GPU, even on a machine with one
-    threads = ["--set-threads", "train=1", "train_run=1"] if gpu else []
+    threads = ["--set-threads", "train=1"] if gpu else []
     result = snakemake(tmp_path, "--cores", "8", *threads, "--workflow-profile", str(REPO / "profiles" / "default"),
-                       "results/d/model.pt", "results/d/runs/VAE/seed0/model.pt", env=env)
+                       "results/d/runs/iVAE/seed0/model.pt", "results/d/runs/VAE/seed0/model.pt", env=env)
     out = result.stdout + result.stderr
-    events = re.findall(r"^(?:local)?rule (train|train_run):|^Finished jobid: \d+ \(Rule: (train|train_run)\)", out,
-                        flags=re.M)
+    events = re.findall(r"^(?:local)?rule (train):|^Finished jobid: \d+ \(Rule: (train)\)", out, flags=re.M)
     sequence = [("start", a) if a else ("end", b) for a, b in events]
     assert len(sequence) == 4 and sequence[0][0] == "start", sequence
     if gpu:
         assert sequence[1] == ("end", sequence[0][1]), sequence
     else:
         assert [kind for kind, _ in sequence] == ["start", "start", "end", "end"], sequence
-        for log in (tmp_path / "logs" / "train" / "d.log", tmp_path / "logs" / "train_run" / "d" / "VAE" / "seed0.log"):
+        for log in (tmp_path / "logs" / "train" / "d" / "iVAE" / "seed0.log",
+                    tmp_path / "logs" / "train" / "d" / "VAE" / "seed0.log"):
             assert "on cpu (threads: 1)" in log.read_text()
     # the jobs asked for what sizing.py computes from their inputs' headers
     import sizing

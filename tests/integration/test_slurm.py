@@ -49,12 +49,16 @@ def cluster(tmp_path_factory):
 
 
 def sacct_jobs(env) -> dict:
-    """rule name -> {AllocTRES, State, Start, End} of every job in the accounting database."""
+    """rule name -> [{Comment, AllocTRES, State, Start, End}, ...] of every job in the
+    accounting database (the plugin's comment: rule_{rule}_wildcards_{values})."""
     fields = ["Comment", "AllocTRES", "State", "Start", "End"]
     lines = subprocess.run(["sacct", "-X", "-P", "-n", f"--format={','.join(fields)}"], env=env,
                            capture_output=True, text=True, check=True).stdout.splitlines()
-    rows = [dict(zip(fields, line.split("|"))) for line in lines]
-    return {row["Comment"].split("_wildcards")[0].removeprefix("rule_"): row for row in rows}
+    jobs: dict[str, list] = {}
+    for line in lines:
+        row = dict(zip(fields, line.split("|")))
+        jobs.setdefault(row["Comment"].split("_wildcards")[0].removeprefix("rule_"), []).append(row)
+    return jobs
 
 
 def test_workflow_on_slurm_gpu_jobs_in_parallel(cluster, pbmc68k_counts, tmp_path):
@@ -83,26 +87,28 @@ def test_workflow_on_slurm_gpu_jobs_in_parallel(cluster, pbmc68k_counts, tmp_pat
     # As README says: the cluster profile replaces the workstation one (profiles/default).
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--workflow-profile", str(tmp_path / "profile"),
-           "results/pbmc68k/embedding.h5ad", "results/pbmc68k/runs/VAE/seed0/embedding.h5ad"]
+           "results/pbmc68k/runs/iVAE/seed0/embedding.h5ad", "results/pbmc68k/runs/VAE/seed0/embedding.h5ad"]
     run = subprocess.run(cmd, env=cluster, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "GPU jobs are limited" not in run.stdout + run.stderr
 
-    for model in ("", "runs/VAE/seed0/"):
-        emb = ad.read_h5ad(tmp_path / "results" / "pbmc68k" / model / "embedding.h5ad")
+    for model in ("iVAE", "VAE"):
+        run_dir = tmp_path / "results" / "pbmc68k" / "runs" / model / "seed0"
+        emb = ad.read_h5ad(run_dir / "embedding.h5ad")
         assert emb.obsm["X_ivae"].shape == (emb.n_obs, 8) and emb.n_obs > 500
-        assert len(pd.read_csv(tmp_path / "results" / "pbmc68k" / model / "training_log.tsv", sep="\t")) == 20
+        assert len(pd.read_csv(run_dir / "training_log.tsv", sep="\t")) == 20
 
     jobs = sacct_jobs(cluster)
-    train, train_vae = jobs["train"], jobs["train_run"]
+    assert len(jobs["train"]) == 2, jobs["train"]  # the iVAE's and the VAE's, one rule
+    train, train_vae = sorted(jobs["train"], key=lambda job: "_iVAE_" in job["Comment"])
     for job in (train, train_vae):
         assert "gres/gpu=1" in job["AllocTRES"] and job["State"] == "COMPLETED", job
-    assert "gres/gpu" not in jobs["preprocess"]["AllocTRES"]
+    assert "gres/gpu" not in jobs["preprocess"][0]["AllocTRES"]
     # ISO timestamps compare as strings: each started before the other ended
     assert train["Start"] < train_vae["End"] and train_vae["Start"] < train["End"], (train, train_vae)
     # memory came from the rules' size-based requests, not the profile's 1,000 MB default
     assert "mem=1000M" not in train["AllocTRES"], train
-    log = (tmp_path / "logs" / "train" / "pbmc68k.log").read_text()
+    log = (tmp_path / "logs" / "train" / "pbmc68k" / "iVAE" / "seed0.log").read_text()
     assert "on cpu" in log  # the /dev/null GPU is a GPU to SLURM, not to torch
     assert not torch.cuda.is_available()
 

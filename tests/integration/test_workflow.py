@@ -16,36 +16,39 @@ from integration_helpers import pypi_reachable, snakemake, write_config
 def test_outputs_contents(run, pbmc68k_counts):
     workdir, _ = run
     res = workdir / "results" / "pbmc68k"
+    main = res / "runs" / "iVAE" / "seed0"  # the main model: the iVAE at train.seed
     pre = ad.read_h5ad(res / "preprocessed.h5ad")
     assert pre.n_vars == 500 and 500 < pre.n_obs <= 700
     counts = pre.layers["counts"].toarray()
     assert np.array_equal(counts, np.rint(counts))
 
-    ckpt = torch.load(res / "model.pt", weights_only=True)
+    ckpt = torch.load(main / "model.pt", weights_only=True)
     assert ckpt["gene_names"] == list(pre.var_names)
     assert ckpt["model_params"] == {"n_genes": 500, "hidden_dim": 64, "latent_dim": 8, "i_dim": 4,
                                     "n_categories": []}
     assert ckpt["train_params"]["epochs"] == 25 and ckpt["train_params"]["irecon"] == 5.0
 
-    log = pd.read_csv(res / "training_log.tsv", sep="\t")
+    log = pd.read_csv(main / "training_log.tsv", sep="\t")
     assert list(log.columns[:2]) == ["epoch", "seconds"] and len(log) <= 25 and log["selected"].sum() == 1
     assert {"loss", "recon", "irecon", "kl", "val_loss", "val_recon"} <= set(log.columns)
     assert log["loss"].iloc[-1] < log["loss"].iloc[0] and log["val_recon"].iloc[-1] < log["val_recon"].iloc[0]
 
-    emb = ad.read_h5ad(res / "embedding.h5ad")
+    emb = ad.read_h5ad(main / "embedding.h5ad")
     assert list(emb.obs_names) == list(pre.obs_names) and "bulk_labels" in emb.obs
     shapes = {k: emb.obsm[k].shape for k in ("X_ivae", "X_ivae_interp", "X_ivae_ld")}
     assert shapes == {"X_ivae": (pre.n_obs, 8), "X_ivae_interp": (pre.n_obs, 4), "X_ivae_ld": (pre.n_obs, 8)}
     assert all(np.isfinite(emb.obsm[k]).all() for k in shapes)
-    np.testing.assert_array_equal(np.load(res / "latent.npy"), emb.obsm["X_ivae"])
-    np.testing.assert_array_equal(np.load(res / "iembed.npy"), emb.obsm["X_ivae_interp"])
+    np.testing.assert_array_equal(np.load(main / "latent.npy"), emb.obsm["X_ivae"])
+    np.testing.assert_array_equal(np.load(main / "iembed.npy"), emb.obsm["X_ivae_interp"])
+    # one layout: nothing of a trained model at the dataset level
+    assert not any((res / name).exists() for name in ("model.pt", "training_log.tsv", "embedding.h5ad"))
 
 
 def test_module_raises_latent_correlation(run):
     from plot_latent_correlation import correlation_matrix, mean_abs_offdiagonal
 
     workdir, _ = run
-    emb = ad.read_h5ad(workdir / "results" / "pbmc68k" / "embedding.h5ad")
+    emb = ad.read_h5ad(workdir / "results" / "pbmc68k" / "runs" / "iVAE" / "seed0" / "embedding.h5ad")
     before = mean_abs_offdiagonal(correlation_matrix(emb.obsm["X_ivae"]))
     after = mean_abs_offdiagonal(correlation_matrix(emb.obsm["X_ivae_ld"]))
     assert after > before
@@ -94,8 +97,9 @@ def test_metrics_table(run):
     assert set(unlabelled["reference"]) == {"clusters"}
     vae = pd.read_csv(res / "runs" / "VAE" / "seed0" / "training_log.tsv", sep="\t")
     assert (vae["irecon"] == 0).all() and len(vae) <= 25
-    # the seeds vary the models, not the reference or the evaluation: one cell_labels for all
-    assert not (res / "runs" / "iVAE" / "seed0").exists()  # train.seed 0: the main model, not trained twice
+    # every trained model of the table in the one layout, the main iVAE (train.seed 0) included
+    assert {p.parent.relative_to(res / "runs").as_posix() for p in (res / "runs").glob("*/seed*/model.pt")} == {
+        f"{m}/seed{s}" for m in ("iVAE", "VAE", "VAE-narrow") for s in (0, 1)}
 
 
 def test_correlation_nulls_and_spectrum(run):
@@ -125,20 +129,23 @@ def test_software_versions(run):
 def test_per_dataset_overrides_and_10x_input(run):
     workdir, _ = run
     res = workdir / "results" / "small10x"
-    assert len(pd.read_csv(res / "training_log.tsv", sep="\t")) == 3
-    emb = ad.read_h5ad(res / "embedding.h5ad")
+    assert len(pd.read_csv(res / "runs" / "iVAE" / "seed0" / "training_log.tsv", sep="\t")) == 3
+    emb = ad.read_h5ad(res / "runs" / "iVAE" / "seed0" / "embedding.h5ad")
     assert emb.obsm["X_ivae_interp"].shape[1] == 3 and emb.n_obs <= 400
     # the global value still applies to the other dataset
-    assert len(pd.read_csv(workdir / "results" / "pbmc68k" / "training_log.tsv", sep="\t")) == 25
+    assert len(pd.read_csv(workdir / "results" / "pbmc68k" / "runs" / "iVAE" / "seed0" / "training_log.tsv",
+                           sep="\t")) == 25
 
 
 def test_logs_and_benchmarks_per_rule(run):
     workdir, _ = run
-    train_log = (workdir / "logs" / "train" / "pbmc68k.log").read_text()
+    train_log = (workdir / "logs" / "train" / "pbmc68k" / "iVAE" / "seed0.log").read_text()
     assert "on cpu" in train_log and "epoch 1/25" in train_log
-    for rule in ("preprocess", "train", "embed"):
-        bench = pd.read_csv(workdir / "benchmarks" / rule / "pbmc68k.tsv", sep="\t")
-        assert bench["s"].iloc[0] > 0
+    bench = workdir / "logs" / "benchmarks"
+    for path in (bench / "preprocess" / "pbmc68k.tsv", bench / "train" / "pbmc68k" / "VAE" / "seed1.tsv",
+                 bench / "embed" / "pbmc68k" / "iVAE" / "seed0.tsv"):
+        assert pd.read_csv(path, sep="\t")["s"].iloc[0] > 0
+    assert not (workdir / "benchmarks").exists()  # benchmarks/ holds the benchmark scripts only
 
 
 def test_rerun_is_a_no_op(run):
@@ -155,9 +162,10 @@ def test_same_config_same_embedding_on_cpu(run, tmp_path):
     cfg["datasets"] = {"small10x": cfg["datasets"]["small10x"]}
     del cfg["mappings"]
     write_config(tmp_path, cfg)
-    snakemake(tmp_path, "results/small10x/embedding.h5ad")
-    a = ad.read_h5ad(workdir / "results" / "small10x" / "embedding.h5ad").obsm["X_ivae"]
-    b = ad.read_h5ad(tmp_path / "results" / "small10x" / "embedding.h5ad").obsm["X_ivae"]
+    main = "results/small10x/runs/iVAE/seed0/embedding.h5ad"
+    snakemake(tmp_path, main)
+    a = ad.read_h5ad(workdir / main).obsm["X_ivae"]
+    b = ad.read_h5ad(tmp_path / main).obsm["X_ivae"]
     np.testing.assert_array_equal(a, b)
 
 
@@ -214,9 +222,11 @@ def test_names_of_any_form_survive_every_file(run):
     assert {"0002", "1", "Gén-ä", "Gén-ä-1"} <= set(pre.raw.var_names)
     labels = read_cell_table(res / "cell_labels.tsv")
     assert list(labels.index) == list(pre.obs_names)
-    for embedding in (res / "embedding.h5ad", res / "runs" / "VAE" / "seed1" / "embedding.h5ad", res / "adata.h5ad"):
+    runs = res / "runs"
+    for embedding in (runs / "iVAE" / "seed0" / "embedding.h5ad", runs / "VAE" / "seed1" / "embedding.h5ad",
+                      res / "adata.h5ad"):
         assert list(ad.read_h5ad(embedding).obs_names) == list(pre.obs_names), embedding
-    assert ckpt_genes(res / "model.pt") == list(pre.var_names)
+    assert ckpt_genes(runs / "iVAE" / "seed0" / "model.pt") == list(pre.var_names)
     assert ckpt_genes(res / "runs" / "VAE-narrow" / "seed0" / "model.pt") == list(pre.var_names)
     genes = pd.read_csv(res / "component_genes.tsv", sep="\t", dtype={"gene": str}, keep_default_na=False)
     assert set(genes["gene"]) == set(pre.var_names)
@@ -239,7 +249,7 @@ def test_one_anndata_for_scverse_users(run):
     assert list(adata.obs_names) == list(pre.obs_names) and list(adata.var_names) == list(pre.var_names)
     np.testing.assert_array_equal(adata.layers["counts"].toarray(), pre.layers["counts"].toarray())
     np.testing.assert_allclose(adata.X.toarray(), pre.X.toarray())
-    emb = ad.read_h5ad(res / "embedding.h5ad")
+    emb = ad.read_h5ad(res / "runs" / "iVAE" / "seed0" / "embedding.h5ad")
     for key in ("X_ivae", "X_ivae_interp", "X_ivae_ld"):
         np.testing.assert_array_equal(adata.obsm[key], emb.obsm[key])
     assert adata.obsm["X_umap"].shape == (adata.n_obs, 2) and "connectivities" in adata.obsp

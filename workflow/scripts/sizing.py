@@ -217,8 +217,8 @@ def training_claims(device: str, *, local: bool, gpu: bool) -> tuple[int, int]:
     a machine without a GPU (``gpu``: ``gpu_visible()``). Locally it then claims one thread,
     so that the several trainings of a run (controls x seeds) run side by side, one per
     core: on 2 cores two one-thread trainings do 1.3 x the epochs per second of one
-    two-thread training (0.30 vs 0.20 s per PBMC 3k epoch). ``--set-threads train=N
-    train_run=N`` overrides it, e.g. for a single long training on a many-core machine.
+    two-thread training (0.30 vs 0.20 s per PBMC 3k epoch). ``--set-threads train=N``
+    overrides it, e.g. for a single long training on a many-core machine.
     """
     on_cpu = device == "cpu" or (device == "auto" and local and not gpu)
     if not on_cpu:
