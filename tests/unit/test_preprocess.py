@@ -128,6 +128,54 @@ def test_no_genes_left_is_a_clear_error(pbmc68k_counts):
         preprocess(pbmc68k_counts.copy(), dataset="tiny", **{**PARAMS, "min_cells": 100000})
 
 
+def test_settings_mirror_the_schema():
+    """PreprocessSettings has the schema's preprocess keys, and its defaults are the schema's."""
+    from dataclasses import MISSING, fields
+
+    from conftest import schema_defaults
+
+    from preprocess import CellQC, PreprocessSettings
+
+    defaults = schema_defaults("preprocess")
+    assert {f.name for f in fields(PreprocessSettings)} == set(defaults)
+    for f in fields(PreprocessSettings):
+        assert f.default is MISSING or f.default == defaults[f.name], f.name
+    assert PreprocessSettings.from_config(defaults) == PreprocessSettings(**defaults)
+    assert isinstance(PreprocessSettings(**defaults), CellQC)  # qc_decision takes either
+    with pytest.raises(ValueError, match=r"unknown \['n_top_gene'\], missing \['n_top_genes'\]"):
+        PreprocessSettings.from_config({**{k: v for k, v in defaults.items() if k != "n_top_genes"},
+                                        "n_top_gene": 10})
+
+
+def test_settings_or_keywords_not_both(pbmc68k_counts):
+    from preprocess import PreprocessSettings
+
+    settings = PreprocessSettings(**PARAMS)
+    with pytest.raises(TypeError, match="not both"):
+        preprocess(pbmc68k_counts.copy(), settings, min_genes=10)
+
+
+def test_quality_control_takes_the_cell_qc_keys(pbmc68k_counts):
+    """map_genes' QC of a query: the CellQC keys of its preprocess section, the same cells as preprocess."""
+    from preprocess import quality_control
+
+    X, obs, table, _ = quality_control(sp.csr_matrix(pbmc68k_counts.X), pbmc68k_counts.obs, pbmc68k_counts.var.copy(),
+                                       qc="fixed", min_genes=250, max_genes=400, max_pct_mt=None, mt_prefix="MT-",
+                                       qc_nmads=5.0, qc_nmads_mt=3.0, doublets=None, dataset="query")
+    _, expected = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "min_genes": 250, "max_genes": 400})
+    kept = ~expected["qc_fail"].isin(["low n_genes_by_counts", "high n_genes_by_counts"])
+    assert list(obs.index) == list(expected.index[kept]) and X.shape[0] == kept.sum()
+    assert (table["qc_fail"] == "").sum() == kept.sum()
+
+
+def test_missing_label_key_is_named(pbmc68k_counts):
+    from preprocess import check_dataset_keys
+
+    with pytest.raises(InputError, match=r"dataset 'd' \(x.h5ad\): label_key 'celltype' is not an obs column"):
+        check_dataset_keys(pbmc68k_counts.obs, label_key="celltype", covariates=[], what="dataset 'd' (x.h5ad)")
+    check_dataset_keys(pbmc68k_counts.obs, label_key="bulk_labels", covariates=["bulk_labels"], what="d")
+
+
 # --- pinned outputs: the exact bytes the code made when these tests were written ---
 #
 # Digests (sha256, 16 hex digits) of every output part, for in-memory and streamed inputs,
