@@ -6,6 +6,8 @@ reference model's genes, matched by Ensembl ID where both datasets have IDs
 reported (overlap.tsv), and an overlap below ``mapping.min_gene_overlap`` is an error.
 """
 
+from dataclasses import fields
+
 import pandas as pd
 import scipy.sparse as sp
 
@@ -17,13 +19,12 @@ def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     import anndata as ad
 
-    from preprocess import quality_control
+    from preprocess import CellQC, quality_control
 
     params = snakemake.params
     what = f"query '{params.query}' ({snakemake.input.counts})"
     query = read_counts(snakemake.input.counts, counts_layer=params.counts_layer, dataset=params.query)
-    qc = {k: v for k, v in params.preprocess.items() if k in (
-        "qc", "min_genes", "max_genes", "max_pct_mt", "mt_prefix", "qc_nmads", "qc_nmads_mt", "doublets")}
+    qc = {f.name: params.preprocess[f.name] for f in fields(CellQC)}  # the query's own cell QC
     X, obs, _, _ = quality_control(sp.csr_matrix(query.X), query.obs, query.var.copy(), dataset=params.query, **qc)
     reference = ad.read_h5ad(snakemake.input.reference, backed="r")
     indexer, how = match_genes(query.var, reference.var)
