@@ -1,58 +1,80 @@
 # The docs' generated pages, written from a run's outputs (`snakemake readme`).
+#
+# Config readme.block picks the page: docs/results.md (and README.md, whose short summary
+# comes from the same run), docs/evidence.md or docs/covariates.md, each with the figures it
+# shows in docs/{block}/. Every file the rule writes is one of its outputs; readme.root puts
+# them in the repository when the run's working directory is a subfolder (`-d evidence`).
+# Each page is filled into its committed template, docs/templates/{page}.md, read from the
+# workflow's source. Inputs and outputs depend on the config alone, so they are plain values.
 
+import os
 
-def readme_inputs(wildcards):
-    """What `snakemake readme` reads for its block: the default run's tables and figures, or
-    (evidence) also the sweep's."""
-    names = ["metrics.tsv", "metrics_summary.tsv", "latent_correlation.tsv"]
-    block = config["readme"]["block"]
-    if block == "results":
-        names += [f"figures/{figure}.png" for figure in README_FIGURES]
-    elif block == "evidence":
-        names += ["sweep/metrics.tsv", "figures/sweep.png", "figures/spectrum.png"]
-    else:
-        names += ["figures/umap.png", "figures/metrics.png"]
-    return expand("results/{dataset}/{name}", dataset=DATASETS, name=names)
+README_BLOCK = config["readme"]["block"]
+#: The figures each page shows, per dataset (docs_pages.py copies exactly these).
+DOCS_FIGURES = {
+    "results": ["latent_correlation", "spectrum", "metrics", "umap", "training_curves"],
+    "evidence": ["sweep", "spectrum"],
+    "covariates": ["umap", "metrics"],
+}
+#: The committed templates (docs/templates/), in the workflow's source.
+DOCS_TEMPLATES = os.path.join(workflow.basedir, "docs", "templates")
+#: Where the pages go: the repository, seen from the working directory.
+DOCS_ROOT = config["readme"]["root"]
 
-
-def evidence_settings(wildcards):
-    """The evidence run's own settings, as README's evidence block names them."""
-    model, train = config["model"], config["train"]
-    return (
-        f"irecon {train['irecon']:g}, β {train['beta']:g}, i_dim {model['i_dim']}, "
-        f"lr {train['lr']:g}, batch {train['batch_size']}, epochs {train['epochs']}"
-    )
-
-
-#: Figures README shows for every dataset (readme.py's FIGURES).
-README_FIGURES = [
-    "latent_correlation",
-    "spectrum",
-    "metrics",
-    "umap",
-    "training_curves",
-]
-
+#: What the page reads: its template (and README's), the run's tables and figures, and
+#: for the evidence the sweep's table.
+README_INPUTS = {
+    "template": os.path.join(DOCS_TEMPLATES, f"{README_BLOCK}.md"),
+    "tables": expand(
+        "results/{dataset}/{name}",
+        dataset=DATASETS,
+        name=["metrics.tsv", "metrics_summary.tsv", "latent_correlation.tsv"]
+        + [f"figures/{figure}.png" for figure in DOCS_FIGURES[README_BLOCK]]
+        + (["sweep/metrics.tsv"] if README_BLOCK == "evidence" else []),
+    ),
+}
+#: What it writes: the page, its figures and, for the results, README.md.
+README_OUTPUTS = {
+    "page": os.path.normpath(os.path.join(DOCS_ROOT, "docs", f"{README_BLOCK}.md")),
+    "figures": expand(
+        os.path.normpath(
+            os.path.join(DOCS_ROOT, "docs", README_BLOCK, "{dataset}_{figure}.png")
+        ),
+        dataset=DATASETS,
+        figure=DOCS_FIGURES[README_BLOCK],
+    ),
+}
+if README_BLOCK == "results":
+    README_INPUTS["readme_template"] = os.path.join(DOCS_TEMPLATES, "README.md")
+    README_OUTPUTS["readme"] = os.path.normpath(os.path.join(DOCS_ROOT, "README.md"))
+#: The evidence run's own settings, as its page names them.
+EVIDENCE_SETTINGS = (
+    f"irecon {config['train']['irecon']:g}, β {config['train']['beta']:g}, "
+    f"i_dim {config['model']['i_dim']}, lr {config['train']['lr']:g}, "
+    f"batch {config['train']['batch_size']}, epochs {config['train']['epochs']}"
+)
 
 
 rule readme:
-    """README's results from this run's outputs (results/readme/{block}.md; README.md and
-    its images too, where README has the block's markers)."""
+    """The docs' page of config readme.block from this run's outputs: docs/{block}.md and
+    its figures, and for the results README.md's summary; each from its template in
+    docs/templates/."""
     input:
-        readme_inputs,
+        **README_INPUTS,
     output:
-        f"results/readme/{config['readme']['block']}.md",
+        **README_OUTPUTS,
     log:
         "logs/readme.log",
     benchmark:
-        "benchmarks/readme.tsv"
+        "logs/benchmarks/readme.tsv"
     conda:
         "../../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=1000,
     params:
+        figures=DOCS_FIGURES[README_BLOCK],
         datasets=DATASETS,
-        settings=evidence_settings,
+        settings=EVIDENCE_SETTINGS,
     script:
-        "../scripts/readme.py"
+        "../scripts/docs_pages.py"

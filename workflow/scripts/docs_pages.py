@@ -1,4 +1,4 @@
-"""README's results, written from a run's outputs: `snakemake readme`.
+"""The docs' generated pages, written from a run's outputs: `snakemake readme`.
 
 For every dataset: the metrics summary (mean ± s.d. over training seeds) as a markdown
 table, the latent correlation against its nulls, and the main figures; then, for the
@@ -6,17 +6,20 @@ datasets with cell-type labels, the answer to "does the interpretative module he
 the iVAE against each control, metric by metric, called a difference only where it
 is significant in a paired t-test over the seeds (5 %).
 
-Three blocks (config ``readme.block``): ``results``, from the default run (the quick-start
-command); ``evidence``, from the defaults' evidence run (``sweep`` and the default target
-over every labelled dataset; workflow/configs/defaults_evidence.yaml): per dataset, every
-swept setting and control against the VAE, and how often each beat it; ``covariates``,
-from the multi-sample run (workflow/configs/covariates_evidence.yaml): the iVAE with and
-without its sample covariates, on cell-type and batch-mixing scores.
+Three blocks (config ``readme.block``), one page each: ``results``, from the default run
+(the quick-start command); ``evidence``, from the defaults' evidence run (``sweep`` and the
+default target over every labelled dataset; workflow/configs/defaults_evidence.yaml): per
+dataset, every swept setting and control against the VAE, and how often each beat it;
+``covariates``, from the multi-sample run (workflow/configs/covariates_evidence.yaml): the
+iVAE with and without its sample covariates, on cell-type and batch-mixing scores.
 
-Writes results/readme/{block}.md and copies the figures beside it; where README.md (config
-``readme.path``) holds the block's markers, the text between them is replaced and the
-figures are copied to ``readme.images`` (so that the documented run followed by
-`snakemake readme` reproduces README's numbers exactly).
+Every page is a committed template (docs/templates/{page}.md) with the block written
+between its markers and a first line that says so: docs/{block}.md, and the figures it
+shows copied to docs/{block}/{dataset}_{figure}.png; for ``results`` also README.md, whose
+block is a short summary (the trained models' ARI and NMI per dataset, the verdict's
+paragraph, a link to docs/results.md). The rule declares all of them as its outputs, and
+Snakemake deletes a job's outputs before it runs it: so the pages are only ever written
+here, from the templates and the run's tables, never read back.
 """
 
 import os
@@ -28,25 +31,28 @@ import numpy as np
 import pandas as pd
 
 from common_io import atomic_path, log, setup_logging
-from metrics import BASELINES
+from methods import BASELINES, BUILT_IN
+
 
 def markers(block: str) -> tuple[str, str]:
-    """The comments around a block of README."""
+    """The comments around a generated block of a page (and, empty, in its template)."""
     return f"<!-- {block}: written by `snakemake readme`; do not edit by hand -->", f"<!-- {block}: end -->"
 
 
-RESULTS_BEGIN, RESULTS_END = markers("results")
-#: Columns of the README table: (metric, header).
+#: README's block: the short summary of the results.
+SUMMARY = "summary"
+#: Folder of the pages' templates, relative to the repository.
+TEMPLATES = "docs/templates"
+#: Columns of the results tables: (metric, header).
 COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("CH", "CH"), ("DB", "DB"), ("ASW_kmeans", "ASW (own KMeans)"),
            ("corr_score", "corr. score"), ("participation_ratio", "PR"), ("val_nll", "held-out NLL")]
 #: Metrics of the verdict: higher is better for all but DB and the NLL.
 VERDICT = {"ARI": 1, "NMI": 1, "ASW": 1, "val_nll": -1}
-FIGURES = ["latent_correlation", "spectrum", "metrics", "umap", "training_curves"]
-EVIDENCE_FIGURES = ["sweep", "spectrum"]
-COVARIATE_FIGURES = ["umap", "metrics"]
 #: Metrics of the covariates table: cell types kept apart, samples mixed.
 COVARIATE_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW (cell types)"), ("batch_ASW", "batch ASW"),
                      ("graph_connectivity", "graph connectivity"), ("batch_entropy", "batch entropy")]
+#: README's summary: the trained models' clustering scores.
+SUMMARY_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI")]
 #: Metrics of the evidence tables.
 EVIDENCE_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("participation_ratio", "PR"),
                     ("val_nll", "held-out NLL")]
@@ -143,8 +149,9 @@ def verdict_markdown(tables: dict[str, pd.DataFrame]) -> str:
     return summary + "\n\n" + "\n".join(lines)
 
 
-def results_markdown(datasets: dict, image_dir: str) -> str:
-    """The whole results block for ``datasets``: name -> dict of the run's files."""
+def results_markdown(datasets: dict, image_dir: str, figures: list[str]) -> str:
+    """The whole results block for ``datasets``: name -> dict of the run's files; ``figures``
+    of each dataset shown from ``image_dir``."""
     blocks, labelled = [], {}
     for name, files in datasets.items():
         table = pd.read_csv(files["table"], sep="\t")
@@ -157,19 +164,19 @@ def results_markdown(datasets: dict, image_dir: str) -> str:
         if reference == "labels":
             labelled[name] = table
         n_seeds = int(summary.loc[summary["method"] == "iVAE", "n_seeds"].iloc[0])
-        blocks.append(f"#### {name}\n\nClustering against {against}; trained models: mean ± s.d. over {n_seeds} "
+        blocks.append(f"## {name}\n\nClustering against {against}; trained models: mean ± s.d. over {n_seeds} "
                       f"seeds (baselines: one fit per seed).\n\n{metrics_markdown(summary)}\n\nLatent correlation: "
                       f"{correlation_sentence(nulls)}\n\nTraining: {convergence_sentence(table)}\n")
-        blocks.append("\n".join(f"![{name}: {figure.replace('_', ' ')}]({image_dir}/results_{name}_{figure}.png)"
-                                for figure in FIGURES) + "\n")
+        blocks.append("\n".join(f"![{name}: {figure.replace('_', ' ')}]({image_dir}/{name}_{figure}.png)"
+                                for figure in figures) + "\n")
     if labelled:
-        blocks.insert(0, "#### Does the interpretative module help?\n\nThe iVAE minus each control (mean paired "
+        blocks.insert(0, "## Does the interpretative module help?\n\nThe iVAE minus each control (mean paired "
                          "difference over seeds ± its standard error; NLL: lower is better):\n\n"
                       + verdict_markdown(labelled) + "\n")
     return "\n".join(blocks)
 
 
-def evidence_markdown(datasets: dict, image_dir: str, settings: str) -> str:
+def evidence_markdown(datasets: dict, image_dir: str, figures: list[str], settings: str) -> str:
     """Per labelled dataset, every model of the sweep and of the default run (mean ± s.d.
     over seeds) and its difference to the VAE; then, per model, on how many datasets it was
     better, worse or not different (ARI, paired t-test over seeds) and its mean difference."""
@@ -187,8 +194,8 @@ def evidence_markdown(datasets: dict, image_dir: str, settings: str) -> str:
                 calls.setdefault(method, []).append(({"higher": "better", "lower": "worse"}.get(call, call), diff))
             versus = f"{fmt(diff)} ± {fmt(se)} ({call})" if np.isfinite(diff) else "–"
             lines.append(f"| {method} | {part['seed'].nunique()} | " + " | ".join(cells) + f" | {versus} |")
-        blocks.append(f"#### {name}\n\n" + "\n".join(lines) + "\n\n"
-                      + " ".join(f"![{name}: {f}]({image_dir}/evidence_{name}_{f}.png)" for f in EVIDENCE_FIGURES) + "\n")
+        blocks.append(f"## {name}\n\n" + "\n".join(lines) + "\n\n"
+                      + " ".join(f"![{name}: {f}]({image_dir}/{name}_{f}.png)" for f in figures) + "\n")
     tally = ["| model | ARI better than the VAE | no difference | worse | mean ARI − VAE |",
              "| --- | --- | --- | --- | --- |"]
     for method, outcomes in calls.items():
@@ -202,7 +209,7 @@ def evidence_markdown(datasets: dict, image_dir: str, settings: str) -> str:
     return header + "\n".join(tally) + "\n\n" + "\n".join(blocks)
 
 
-def covariates_markdown(datasets: dict, image_dir: str) -> str:
+def covariates_markdown(datasets: dict, image_dir: str, figures: list[str]) -> str:
     """Per dataset with a batch_key: the iVAE conditioned on its covariates against the same
     model without them, every column mean ± s.d. over seeds, and the difference with its call."""
     blocks = []
@@ -220,8 +227,8 @@ def covariates_markdown(datasets: dict, image_dir: str) -> str:
             diff, se, call = compare(table, "iVAE", "iVAE-no-covariates", metric)
             cells.append(f"{fmt(diff)} ± {fmt(se)} ({call})" if np.isfinite(diff) else call)
         lines.append("| conditioned − not | | " + " | ".join(cells) + " |")
-        blocks.append(f"#### {name}\n\n" + "\n".join(lines) + "\n\n"
-                      + " ".join(f"![{name}: {f}]({image_dir}/covariates_{name}_{f}.png)" for f in COVARIATE_FIGURES) + "\n")
+        blocks.append(f"## {name}\n\n" + "\n".join(lines) + "\n\n"
+                      + " ".join(f"![{name}: {f}]({image_dir}/{name}_{f}.png)" for f in figures) + "\n")
     return ("The iVAE conditioned on the samples against the same model without them (mean ± s.d. over "
             "seeds; a difference is called only where a paired t-test over seeds finds one at 5 %). Cell-type "
             "scores against "
@@ -229,46 +236,125 @@ def covariates_markdown(datasets: dict, image_dir: str) -> str:
             + "\n".join(blocks))
 
 
-def replace_block(readme: str, block: str, name: str = "results") -> str:
-    """README text with the part between the markers of block ``name`` replaced by ``block``."""
+def summary_markdown(summaries: dict[str, pd.DataFrame], verdict: str, page: str) -> str:
+    """README's short summary: per dataset, the iVAE's and its controls' ARI and NMI (mean ±
+    s.d. over seeds, from ``summaries``: name -> metrics_summary.tsv), then ``verdict`` (the
+    first paragraph of the verdict; empty without labelled datasets) and a link to ``page``."""
+    lines = ["| dataset | clustered against | model | seeds | " + " | ".join(h for _, h in SUMMARY_COLUMNS) + " |",
+             "|" + " --- |" * (len(SUMMARY_COLUMNS) + 4)]
+    for name, summary in summaries.items():
+        against = "its cell-type labels" if summary["reference"].iloc[0] == "labels" else "Leiden clusters"
+        trained = summary[summary["method"].map(lambda m: m in BUILT_IN and BUILT_IN[m].role in ("model", "control"))]
+        for row in trained.itertuples(index=False):
+            cells = [fmt(getattr(row, m), getattr(row, f"{m}_sd") if row.n_seeds > 1 else None)
+                     for m, _ in SUMMARY_COLUMNS]
+            lines.append(f"| {name} | {against} | {row.method} | {row.n_seeds} | " + " | ".join(cells) + " |")
+    link = (f"The linear baselines, every score, the latent correlation against its nulls, how training ended "
+            f"and the figures: [{page}]({page}).")
+    verdict = f"**Does the interpretative module help?** {verdict}" if verdict else ""
+    return "\n\n".join(part for part in ("\n".join(lines), verdict, link) if part)
+
+
+def verdict_paragraph(tables: dict[str, pd.DataFrame]) -> str:
+    """The verdict's first paragraph (how many comparisons came out better, worse or not
+    different), for the labelled datasets' metrics tables ``tables``; empty without any."""
+    return verdict_markdown(tables).split("\n\n")[0] if tables else ""
+
+
+def replace_block(text: str, block: str, name: str = "results") -> str:
+    """``text`` with the part between the markers of block ``name`` replaced by ``block``
+    (empty: the markers on two lines, as in a template)."""
     begin, end = markers(name)
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), flags=re.S)
-    if not pattern.search(readme):
-        raise ValueError(f"README has no {name} markers ({begin} ... {end})")
-    return pattern.sub(lambda _: f"{begin}\n{block}\n{end}", readme)
+    if not pattern.search(text):
+        raise ValueError(f"no {name} markers ({begin} ... {end}) in the text")
+    return pattern.sub(lambda _: f"{begin}\n{block}\n{end}" if block else f"{begin}\n{end}", text)
+
+
+def generated_note(template: str) -> str:
+    """A page's first line: where it came from, and where to edit it."""
+    return (f"<!-- Written by `snakemake readme` from {TEMPLATES}/{template} and a run's tables: "
+            f"edit the template, not this file. -->")
+
+
+def fill(template_text: str, template: str, name: str, block: str) -> str:
+    """A page: the template's text (file name ``template``) with ``block`` between the
+    markers of ``name``, under a first line saying so."""
+    return generated_note(template) + "\n" + replace_block(template_text, block, name)
+
+
+def template_of(page: str, name: str) -> str:
+    """The template a page was written from: its first line dropped, its block ``name``
+    emptied (so tests can hold a committed page to its template)."""
+    first, _, rest = page.partition("\n")
+    if not (first.startswith("<!-- Written by `snakemake readme`") and first.endswith("-->")):
+        raise ValueError("the page does not start with the note of `snakemake readme`")
+    return replace_block(rest, "", name)
+
+
+def run_files(names: list[str]) -> dict[str, dict[str, str]]:
+    """The run's tables that the pages read, per dataset (the rule's inputs)."""
+    files = {"table": "metrics.tsv", "summary": "metrics_summary.tsv", "nulls": "latent_correlation.tsv",
+             "sweep": "sweep/metrics.tsv"}
+    return {name: {key: f"results/{name}/{file}" for key, file in files.items()} for name in names}
+
+
+def copy_figures(names: list[str], figures: list[str], folder: Path) -> list[str]:
+    """Every dataset's ``figures`` (results/{dataset}/figures/{figure}.png) copied to
+    ``folder``/{dataset}_{figure}.png; the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        for figure in figures:
+            target = folder / f"{name}_{figure}.png"
+            with atomic_path(target) as tmp:
+                shutil.copyfile(f"results/{name}/figures/{figure}.png", tmp)
+            written.append(os.path.normpath(target))
+    return written
+
+
+def render(block: str, datasets: dict, image_dir: str, figures: list[str], settings: str) -> str:
+    """The generated part of page ``block``, its figures shown from ``image_dir``."""
+    if block == "results":
+        return results_markdown(datasets, image_dir, figures)
+    if block == "covariates":
+        return covariates_markdown(datasets, image_dir, figures)
+    return evidence_markdown(datasets, image_dir, figures, settings)
+
+
+def readme_summary(datasets: dict, page: str) -> str:
+    """README's summary of the run's ``datasets`` (name -> dict of the run's files), linking
+    to ``page``: the trained models' scores, and the verdict over the labelled datasets."""
+    summaries = {name: pd.read_csv(files["summary"], sep="\t") for name, files in datasets.items()}
+    labelled = {name: pd.read_csv(datasets[name]["table"], sep="\t")
+                for name, summary in summaries.items() if summary["reference"].iloc[0] == "labels"}
+    return summary_markdown(summaries, verdict_paragraph(labelled), page)
+
+
+def write_page(path: str | Path, template: str | Path, name: str, block: str) -> None:
+    """Write ``path``: the template at ``template`` with ``block`` between the markers of ``name``."""
+    template = Path(template)
+    with atomic_path(path) as tmp:
+        tmp.write_text(fill(template.read_text(), template.name, name, block))
+    log.info("wrote %s from %s", path, template)
 
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    out = Path(snakemake.output[0])
-    block = snakemake.config["readme"]["block"]
-    files = {"table": "metrics.tsv", "summary": "metrics_summary.tsv", "nulls": "latent_correlation.tsv",
-             "sweep": "sweep/metrics.tsv"}
-    datasets = {name: {key: f"results/{name}/{file}" for key, file in files.items()} for name in snakemake.params.datasets}
-    figures = {"results": FIGURES, "evidence": EVIDENCE_FIGURES, "covariates": COVARIATE_FIGURES}[block]
-    readme, images = Path(snakemake.config["readme"]["path"]), Path(snakemake.config["readme"]["images"])
-    update = readme.exists() and markers(block)[0] in readme.read_text()
-
-    def render(image_dir: str) -> str:
-        if block == "results":
-            return results_markdown(datasets, image_dir)
-        if block == "covariates":
-            return covariates_markdown(datasets, image_dir)
-        return evidence_markdown(datasets, image_dir, snakemake.params.settings)
-
-    for target in [out.parent] + ([images] if update else []):
-        target.mkdir(parents=True, exist_ok=True)
-        for name in datasets:
-            for figure in figures:
-                shutil.copyfile(f"results/{name}/figures/{figure}.png", target / f"{block}_{name}_{figure}.png")
-    with atomic_path(out) as tmp:
-        tmp.write_text(render("."))
-    if update:  # image links relative to README's folder
-        with atomic_path(readme) as tmp:
-            tmp.write_text(replace_block(readme.read_text(), render(os.path.relpath(images, readme.parent)), block))
-        log.info("updated %s (block %s) and %s", readme, block, images)
-    else:
-        log.info("wrote %s (no %s with %s markers here to update)", out, readme, block)
+    block, figures = snakemake.config["readme"]["block"], list(snakemake.params.figures)
+    datasets = run_files(list(snakemake.params.datasets))
+    page = Path(snakemake.output.page)
+    folder = page.parent / block
+    written = copy_figures(list(datasets), figures, folder)
+    declared = sorted(os.path.normpath(path) for path in snakemake.output.figures)
+    if sorted(written) != declared:
+        raise ValueError(f"docs.smk declares the figures {declared}, docs_pages.py wrote {sorted(written)}")
+    body = render(block, datasets, os.path.relpath(folder, page.parent), figures, snakemake.params.settings)
+    write_page(page, snakemake.input.template, block, body)
+    if block == "results":
+        readme = Path(snakemake.output.readme)
+        summary = readme_summary(datasets, os.path.relpath(page, readme.parent))
+        write_page(readme, snakemake.input.readme_template, SUMMARY, summary)
 
 
 if "snakemake" in globals():
