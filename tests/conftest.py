@@ -11,6 +11,17 @@ SCRIPTS = REPO / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every integration test (a `snakemake` run in a subprocess) is slow; the SLURM tests
+    are also `slurm`. Unit tests that train or cluster for long carry `slow` themselves."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "integration" in path.parts:
+            item.add_marker(pytest.mark.slow)
+        if path.name == "test_slurm.py":
+            item.add_marker(pytest.mark.slurm)
+
+
 def schema_defaults(section: str) -> dict:
     """The config schema's default of every key of ``section`` (model, train, ...): the one
     place where defaults are written."""

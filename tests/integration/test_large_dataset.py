@@ -36,7 +36,7 @@ def test_default_target_on_13999_cells_with_a_sample_covariate(kang):
     res = kang / "results" / "kang"
     pre = ad.read_h5ad(res / "preprocessed.h5ad", backed="r")
     assert pre.n_obs > 13_000 and pre.n_vars == 500 and pre.uns["preprocess"]["hvg_batch_key"] == "sample"
-    emb = ad.read_h5ad(res / "embedding.h5ad")
+    emb = ad.read_h5ad(res / "runs" / "iVAE" / "seed0" / "embedding.h5ad")
     assert emb.obsm["X_ivae"].shape == (pre.n_obs, 10) and np.isfinite(emb.obsm["X_ivae"]).all()
     assert list(emb.uns["ivae"]["covariates"]) == ["sample"]
     labels = pd.read_csv(res / "cell_labels.tsv", sep="\t", dtype=str)

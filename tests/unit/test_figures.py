@@ -10,7 +10,7 @@ from plot_embeddings import (category_order, label_title, plot_interpretative, p
 from correlation_nulls import correlation_nulls
 from plot_latent_correlation import plot_latent_correlation
 from plot_metrics import plot_metrics, seeds_caption
-from plot_spectrum import method_of, plot_spectrum
+from plot_spectrum import plot_spectrum
 from plot_training import _style as training_style
 from plot_training import plot_training_curves
 
@@ -70,8 +70,8 @@ def test_spectrum_figure(tmp_path):
     pr = table.groupby("method")["participation_ratio"].mean()
     assert pr["iVAE"] < 2.5 < 5 < pr["VAE"] and table.groupby(["method", "seed"])["fraction"].sum().round(6).eq(1).all()
     check_files(tmp_path / "s.pdf", tmp_path / "s.png", plotstyle.SINGLE_COLUMN * 1.25)
-    assert method_of("results/d/runs/VAE-narrow/seed2/embedding.h5ad") == "VAE-narrow"
-    assert method_of("results/d/embedding.h5ad") == "iVAE"
+    assert plotstyle.method_colour("VAE") == "#0072B2"
+    assert plotstyle.method_colour("VAE", {"VAE": "#123456"}) == "#123456"  # the rule's colours first
 
 
 # --- embeddings -----------------------------------------------------------------------------
@@ -237,11 +237,11 @@ def test_decoder_response_and_figure(tmp_path):
     import torch
 
     from component_genes import component_table, decoder_response
-    from model import VAE
+    from model import IVAE
     from plot_component_genes import plot_component_genes
 
     torch.manual_seed(0)
-    model = VAE(40, 16, 4, 2).eval()
+    model = IVAE(40, 16, 4, 2).eval()
     with torch.no_grad():
         model.decoder.nn[0].weight[:, 1:] = 0  # only z1 reaches the genes
     rng = np.random.default_rng(0)

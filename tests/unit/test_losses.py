@@ -9,7 +9,7 @@ from losses import (
     LOSS_TERMS, LossWeights, dip_vae_ii_penalty, ivae_loss, kl_normal_standard, log_nb, mmd,
     nb_count_terms, nb_reconstruction_loss, nb_reconstruction_losses, rbf_kernel, total_correlation,
 )
-from model import VAE
+from model import IVAE
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +117,7 @@ def test_mmd_hand_computed_and_sign():
 
 def test_ivae_loss_is_weighted_sum_and_skips_zero_weights():
     torch.manual_seed(0)
-    model = VAE(20, 8, 4, 2).double()
+    model = IVAE(20, 8, 4, 2).double()
     counts = torch.poisson(torch.full((16, 20), 2.0))
     w = LossWeights(beta=0.5, irecon=2.0, dip=0.1, tc=0.2, info=0.3)
     terms = ivae_loss(model, counts, w, n_cells=50)

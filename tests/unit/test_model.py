@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from losses import LossWeights, ivae_loss
-from model import VAE, posterior_scale
+from model import IVAE, VAE, posterior_scale
 
 N_GENES, HIDDEN, LATENT, I_DIM = 50, 16, 6, 2
 
@@ -10,7 +10,7 @@ N_GENES, HIDDEN, LATENT, I_DIM = 50, 16, 6, 2
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return VAE(N_GENES, HIDDEN, LATENT, I_DIM)
+    return IVAE(N_GENES, HIDDEN, LATENT, I_DIM)
 
 
 @pytest.fixture
@@ -79,9 +79,9 @@ def test_embed_is_deterministic_posterior_mean(model, counts):
 
 def test_bad_dimensions_raise():
     with pytest.raises(ValueError, match="i_dim"):
-        VAE(10, 8, latent_dim=2, i_dim=2)
+        IVAE(10, 8, latent_dim=2, i_dim=2)
     with pytest.raises(ValueError, match="positive"):
-        VAE(0, 8, 4, 2)
+        IVAE(0, 8, 4, 2)
 
 
 
@@ -102,12 +102,20 @@ def seed_module():
 def test_weights_at_a_seed_are_the_seeds(seed):
     """Without covariates: the same keys, shapes and initial numbers as the seed model."""
     torch.manual_seed(seed)
-    ours = VAE(N_GENES, HIDDEN, LATENT, I_DIM).state_dict()
+    ours = IVAE(N_GENES, HIDDEN, LATENT, I_DIM).state_dict()
     torch.manual_seed(seed)
     theirs = seed_module().VAE(N_GENES, HIDDEN, LATENT, I_DIM).state_dict()
     assert list(ours) == list(theirs)
     for key in theirs:
         assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_the_seeds_name_still_imports():
+    """Users' code and checkpoints name the network `model.VAE`: the same class as IVAE,
+    loading a state_dict saved under either name."""
+    assert VAE is IVAE
+    saved = seed_module().VAE(N_GENES, HIDDEN, LATENT, I_DIM).state_dict()
+    VAE(N_GENES, HIDDEN, LATENT, I_DIM).load_state_dict(saved)
 
 
 def test_forward_and_loss_equal_the_seeds(model, counts):
@@ -151,7 +159,7 @@ def test_inference_and_generative(model, counts):
 
 def test_covariates_are_one_hot_inputs_of_encoder_and_decoder(counts):
     torch.manual_seed(0)
-    model = VAE(N_GENES, HIDDEN, LATENT, I_DIM, n_categories=(2, 3))
+    model = IVAE(N_GENES, HIDDEN, LATENT, I_DIM, n_categories=(2, 3))
     sd = model.state_dict()
     assert sd["encoder.nn.0.weight"].shape == (HIDDEN, N_GENES + 5)
     assert sd["encoder.nn.2.weight"].shape == (HIDDEN, HIDDEN + 5)  # every hidden layer, as scVI
@@ -175,7 +183,7 @@ def test_covariates_are_one_hot_inputs_of_encoder_and_decoder(counts):
     with pytest.raises(ValueError, match="2 covariate"):
         model.inference(counts)
     with pytest.raises(ValueError, match="at least one category"):
-        VAE(N_GENES, HIDDEN, LATENT, I_DIM, n_categories=(0,))
+        IVAE(N_GENES, HIDDEN, LATENT, I_DIM, n_categories=(0,))
 
 
 def test_settings_mirror_the_config_schema():

@@ -149,6 +149,13 @@ def is_main_run(wildcards):
     )
 
 
+def train_priority(wildcards):
+    """Priorities order the jobs that are ready at once (local runs): the longest first, so
+    an atlas does not end with one long job on one core. The main model (the iVAE at
+    train.seed) heads the longest chain (embedding, AnnData, figures)."""
+    return 1 if is_main_run(wildcards) else 0
+
+
 def dataset_seeds(dataset):
     """The dataset's evaluation seeds: every model is trained once per seed."""
     return dataset_params(dataset, "evaluation")["seeds"]
@@ -341,20 +348,26 @@ def sweep_run_methods(dataset):
 
 def default_run_metrics(wildcards):
     return [
-        *run_files(wildcards.dataset, default_methods(wildcards.dataset), "run_metrics.tsv"),
+        *run_files(
+            wildcards.dataset, default_methods(wildcards.dataset), "run_metrics.tsv"
+        ),
         *baseline_files(wildcards.dataset),
     ]
 
 
 def compare_run_metrics(wildcards):
     return [
-        *run_files(wildcards.dataset, compare_methods(wildcards.dataset), "run_metrics.tsv"),
+        *run_files(
+            wildcards.dataset, compare_methods(wildcards.dataset), "run_metrics.tsv"
+        ),
         *baseline_files(wildcards.dataset),
     ]
 
 
 def sweep_run_metrics(wildcards):
-    return run_files(wildcards.dataset, sweep_run_methods(wildcards.dataset), "run_metrics.tsv")
+    return run_files(
+        wildcards.dataset, sweep_run_methods(wildcards.dataset), "run_metrics.tsv"
+    )
 
 
 def null_seeds(wildcards):
@@ -378,7 +391,9 @@ def default_embeddings(wildcards):
 
 
 def compare_embeddings(wildcards):
-    return run_files(wildcards.dataset, compare_methods(wildcards.dataset), "embedding.h5ad")
+    return run_files(
+        wildcards.dataset, compare_methods(wildcards.dataset), "embedding.h5ad"
+    )
 
 
 def runs_of(names_of):
@@ -481,3 +496,9 @@ def query_entry(key):
 
 def query_preprocess_params(wildcards):
     return dataset_params(wildcards.query, "preprocess")
+
+
+def reference_model(wildcards):
+    """The reference's main model (the iVAE at its train.seed)."""
+    seed = dataset_params(wildcards.reference, "train")["seed"]
+    return f"{run_dir(wildcards.reference, methods.MAIN, seed)}/model.pt"

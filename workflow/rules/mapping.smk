@@ -1,9 +1,3 @@
-def reference_model(wildcards):
-    """The reference's main model (the iVAE at its train.seed)."""
-    seed = dataset_params(wildcards.reference, "train")["seed"]
-    return f"{run_dir(wildcards.reference, methods.MAIN, seed)}/model.pt"
-
-
 rule map_genes:
     """A query's QC-passed cells, its counts at the reference model's genes."""
     input:

@@ -39,4 +39,4 @@ rule plot_sweep:
     params:
         defaults=sweep_defaults,
     script:
-        "../scripts/sweep.py"
+        "../scripts/plot_sweep.py"

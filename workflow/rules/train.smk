@@ -3,13 +3,6 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
-def train_priority(wildcards):
-    """Priorities order the jobs that are ready at once (local runs): the longest first, so
-    an atlas does not end with one long job on one core. The main model (the iVAE at
-    train.seed) heads the longest chain (embedding, AnnData, figures)."""
-    return 1 if is_main_run(wildcards) else 0
-
-
 rule train:
     """Train one model (the iVAE, a control, a compared or swept model) at one seed on the
     raw counts of the highly variable genes (the GPU rule)."""

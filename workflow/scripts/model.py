@@ -120,8 +120,9 @@ class Decoder(nn.Module):
         return _run(self.nn, z, covariates)
 
 
-class VAE(nn.Module):
-    """The iVAE: a VAE plus the interpretative module.
+class IVAE(nn.Module):
+    """The iVAE: a VAE plus the interpretative module. (Its controls are this network
+    trained with other weights: the plain VAE is irecon = 0; methods.py.)
 
     The interpretative module compresses the sampled latent to ``i_dim`` components
     (``latent_encoder``) and expands it back (``latent_decoder``); the same decoder then
@@ -151,7 +152,7 @@ class VAE(nn.Module):
         self.latent_decoder = nn.Linear(i_dim, latent_dim)
 
     @classmethod
-    def from_settings(cls, settings: ModelSettings) -> "VAE":
+    def from_settings(cls, settings: ModelSettings) -> "IVAE":
         return cls(settings.n_genes, settings.hidden_dim, settings.latent_dim, settings.i_dim, settings.n_categories)
 
     def one_hot(self, codes: torch.Tensor | None) -> torch.Tensor | None:
@@ -208,3 +209,8 @@ class VAE(nn.Module):
         q_m, _ = self.encoder.moments(torch.log1p(counts), self.one_hot(covariates))
         le, ld = self.interpret(q_m)
         return q_m, le, ld
+
+
+#: The seed's name for the iVAE network, kept importable for users' code and checkpoints
+#: (the state_dict keys are the attributes' names, the same under either name).
+VAE = IVAE

@@ -8,19 +8,17 @@ setting's values (evenly spaced, labelled), the dataset's value highlighted, and
 mean ± s.d. as a band.
 """
 
-import re
-
 import numpy as np
 import pandas as pd
 
 import plotstyle
 from common_io import log, setup_logging
+from methods import SWEPT
 
 METRICS = ["ARI", "NMI", "ASW", "DB", "corr_score", "participation_ratio", "val_nll"]
 BETTER = {"ARI": "higher is better", "NMI": "higher is better", "ASW": "higher is better", "DB": "lower is better",
           "corr_score": "higher: more correlated", "participation_ratio": "effective dimensions",
           "val_nll": "held-out NLL, lower is better"}
-SWEPT = re.compile(r"^(?P<key>[a-z_]+)=(?P<value>[0-9.e+-]+)$")
 
 
 def sweep_points(table: pd.DataFrame, defaults: dict) -> pd.DataFrame:

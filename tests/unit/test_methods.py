@@ -1,0 +1,49 @@
+"""methods.py: every method defined once, its settings, role and colour."""
+
+import pytest
+
+import methods
+from methods import BASELINES, BUILT_IN, MAIN, NO_COVARIATES, compare_method, default_methods, swept_method
+
+MODEL = {"hidden_dim": 128, "latent_dim": 10, "i_dim": 4}
+
+
+def test_built_in_methods_and_their_settings():
+    assert default_methods(False) == [MAIN, "VAE", "VAE-narrow"]
+    assert default_methods(True) == [MAIN, "VAE", "VAE-narrow", NO_COVARIATES]
+    assert BASELINES == ("PCA", "ICA", "NMF", "FA")
+    assert BUILT_IN[MAIN].overrides(MODEL) == ({}, {})
+    assert BUILT_IN["VAE"].overrides(MODEL) == ({}, {"irecon": 0.0})  # differs in the module's loss only
+    assert BUILT_IN["VAE-narrow"].overrides(MODEL) == ({"latent_dim": 4, "i_dim": 3}, {"irecon": 0.0})
+    assert BUILT_IN["VAE-narrow"].overrides({**MODEL, "i_dim": 1}) == ({"latent_dim": 2, "i_dim": 1}, {"irecon": 0.0})
+    assert BUILT_IN[NO_COVARIATES].overrides(MODEL) == ({}, {}) and not BUILT_IN[NO_COVARIATES].covariates
+    assert {m.role for m in BUILT_IN.values()} == {"model", "control", "baseline"}
+    assert not any(BUILT_IN[b].trained for b in BASELINES)
+
+
+def test_every_trained_method_has_its_own_colour():
+    trained = [m.colour for m in BUILT_IN.values() if m.trained]
+    assert len(set(trained)) == len(trained)
+    assert {BUILT_IN[b].colour for b in BASELINES} == {methods.BASELINE_GREY}
+
+
+def test_compare_entries():
+    entry = {"train": {"irecon": 0.0, "beta": 4.0}, "colour": "#009E73"}
+    beta = compare_method("beta-VAE", entry)
+    assert beta.role == "compare" and beta.colour == "#009E73" and beta.overrides(MODEL) == ({}, entry["train"])
+    assert "beta 4" in beta.description
+    # without a colour: the palette's colours the built-ins leave free, by position
+    free = [c for c in methods.OKABE_ITO if c not in {m.colour for m in BUILT_IN.values()}]
+    assert [compare_method(f"m{i}", {}, i).colour for i in range(len(free))] == free
+    assert methods.colour("beta-VAE", {"beta-VAE": entry}) == "#009E73"
+    with pytest.raises(ValueError, match="'VAE' is a built-in method"):
+        compare_method("VAE", {})
+
+
+def test_swept_methods():
+    method = swept_method("i_dim=3", model_keys={"i_dim", "latent_dim"}, integer_keys={"i_dim"})
+    assert method.overrides(MODEL) == ({"i_dim": 3}, {}) and isinstance(method.overrides(MODEL)[0]["i_dim"], int)
+    assert swept_method("irecon=0.5", model_keys={"i_dim"}).overrides(MODEL) == ({}, {"irecon": 0.5})
+    assert methods.colour("irecon=0.5") == BUILT_IN[MAIN].colour
+    with pytest.raises(ValueError, match="unknown method 'nonsense'"):
+        swept_method("nonsense", model_keys=set())
