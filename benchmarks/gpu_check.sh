@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks in one call on a CUDA machine (README, "Performance" and "Tests"), from the
+# The GPU checks in one call on a CUDA machine (docs/performance.md and docs/tests.md), from the
 # repository root. Needs what a bare GPU image lacks, prepared on a machine with pip:
 #   .whl/                 wheels of anndata, scanpy, scvi-tools, snakemake, igraph, leidenalg
 #                         and their missing dependencies (Python 3.12), installed to /tmp/site

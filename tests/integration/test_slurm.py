@@ -84,7 +84,7 @@ def test_workflow_on_slurm_gpu_jobs_in_parallel(cluster, pbmc68k_counts, tmp_pat
     pbmc68k_counts.write_h5ad(tmp_path / "data" / "pbmc68k.h5ad")
     write_config(tmp_path, {"datasets": {"pbmc68k": {"path": "data/pbmc68k.h5ad"}},
                             **GLOBAL, "train": {**GLOBAL["train"], "epochs": 20}})
-    # As README says: the cluster profile replaces the workstation one (profiles/default).
+    # As docs/cluster.md says: the cluster profile replaces the workstation one (profiles/default).
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--workflow-profile", str(tmp_path / "profile"),
            "results/pbmc68k/runs/iVAE/seed0/embedding.h5ad", "results/pbmc68k/runs/VAE/seed0/embedding.h5ad"]

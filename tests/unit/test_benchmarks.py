@@ -106,7 +106,7 @@ def test_peak_files_without_job_keys_are_ignored(tmp_path, content):
 
 
 def test_shuffle_cost_prints_one_row_per_size():
-    """benchmarks/shuffle_cost.py (README, "Atlas scale": why the permutation null grew
+    """benchmarks/shuffle_cost.py (docs/performance.md, "Atlas scale": why the permutation null grew
     faster than cells) runs and reports a positive cost per element of both shuffles for
     each size asked."""
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "shuffle_cost.py"), "--cells", "1000", "4096",

@@ -197,7 +197,7 @@ def test_subsampled_jobs_stop_growing_above_max_cells():
 def test_streamed_preprocessing_needs_a_chunk_not_the_matrix(tmp_path, counts):
     """A CSR .h5ad or 10x .h5 is preprocessed chunk by chunk: the request follows the
     chunk, not the matrix (measured: 3.2 GiB at 1,000,000 cells, 4.1 GiB at 4,000,000:
-    README, "Atlas scale"); other inputs are held whole."""
+    docs/performance.md, "Atlas scale"); other inputs are held whole."""
     from conftest import write_10x_h5
 
     counts.write_h5ad(tmp_path / "csr.h5ad")
@@ -220,7 +220,7 @@ def test_local_jobs_claim_at_most_half_the_cores():
     assert [sizing.local_thread_cap(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
 
 
-#: Exact peaks (GiB) of the atlas benchmark's jobs (README, "Atlas scale"; benchmarks/process_peaks.py:
+#: Exact peaks (GiB) of the atlas benchmark's jobs (docs/performance.md, "Atlas scale"; benchmarks/process_peaks.py:
 #: the job process's high-water mark), and the stored counts at each size (2,000 HVGs).
 ATLAS = {999_996: 109_173_289, 1_999_989: 218_800_151, 3_999_978: 437_091_518}
 

@@ -4,7 +4,7 @@
 NumPy's ``Generator.shuffle`` is a Fisher-Yates shuffle: one swap per element with a
 uniformly chosen earlier position. Once the column outgrows the caches every swap is a
 DRAM access, and the cost per element grows with the column (``benchmarks/shuffle_cost.py``
-times it beside this shuffle; README, "Atlas scale", gives the numbers). That made the
+times it beside this shuffle; docs/performance.md, "Atlas scale", gives the numbers). That made the
 permutation null of a 4-million-cell latent cost more per cell than that of a 1-million-cell
 one.
 

@@ -16,7 +16,7 @@ a seeded subsample of max_cells cells stratified by label (``subsample.subsample
 ``adata[adata.obs["umap_subsample"]]`` is a complete scanpy neighbour graph and UMAP);
 ``uns["umap_subsample"]`` says so. For a graph of every cell, run ``sc.pp.neighbors(adata,
 use_rep="X_ivae")``. (umap-learn's ``transform`` could place the other cells, but took
-too long at millions of cells on a few cores; see the README.) Every other field covers
+too long at millions of cells on a few cores; see docs/configuration.md, "Atlases".) Every other field covers
 every cell.
 
 The workflow's file is made without loading the preprocessed matrices: preprocessed.h5ad

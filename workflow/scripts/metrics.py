@@ -60,7 +60,7 @@ class UniformDrawsRandomState(np.random.RandomState):
     scikit-learn (since PR #30751, in 1.9.1 here) draws every minibatch as
     ``random_state.choice(n, batch_size, p=weights / weights.sum(), replace=True)``. Given
     ``p``, numpy checks it and builds its cumulative sum over all n cells at every step,
-    so a fit costs steps x n, and the steps grow with n too: quadratic in cells (README,
+    so a fit costs steps x n, and the steps grow with n too: quadratic in cells (docs/performance.md,
     "Atlas scale": the per-run metrics jobs grew with exponent 1.15-1.30). With equal
     weights that draw is a uniform draw with replacement, which ``randint`` makes in
     O(batch_size). So here ``choice`` with a ``p`` that is uniform (checked once per

@@ -7,7 +7,7 @@ live in an environment of its own: standard library only, plus h5py when it is t
 (without it, sizes are estimated from the file size).
 
 The cost models are deliberately generous upper bounds fitted to the measurements in
-README ("Performance"): a job that asks for too little memory is killed, one that asks
+docs/performance.md: a job that asks for too little memory is killed, one that asks
 for a little too much only waits a little longer in the queue.
 """
 

@@ -5,7 +5,7 @@ Answers exactly the calls of Snakemake 9's deployment/conda.py for file-based en
 - ``conda --version``: a version Snakemake accepts;
 - ``conda info --json``: ``conda_prefix`` (this folder, whose ``bin/activate`` Snakemake
   sources before each job) and ``platform``;
-- ``conda config --get channel_priority --json``: strict, as the README asks of users;
+- ``conda config --get channel_priority --json``: strict, as conda users usually set it;
 - ``conda env create --file F --prefix P``: a virtualenv at P holding the env file's
   packages at the env file's versions, installed by pip, which resolves their
   dependencies as conda would;
