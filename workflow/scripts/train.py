@@ -3,13 +3,23 @@
 The data go to the device once; each epoch draws a random permutation and slices it into
 batches, without a DataLoader. Loss terms are summed on the device and read back once per
 epoch, so the loop never waits for the host inside an epoch.
+
+``fit`` reads as a table of contents of its parts, each with one job: the cells split and
+placed (``split_cells``, ``place_data``), the model and its loss (``build_model``,
+``loss_step``), one epoch and its validation (``Training``), early stopping
+(``EarlyStopping``), checkpoints and resuming (``Checkpoints``), the epoch loop
+(``run_epochs``) and the result (``finish``); ``Progress`` writes the lines about a run
+under way.
 """
 
 
+import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -271,26 +281,61 @@ def fit(
     that diverges leaves the last good checkpoint in place.
     """
     device = torch.device(device) if isinstance(device, str) else device
+    train_idx, val_idx = split_cells(counts, model_settings, settings)
+    epochs = settings.n_epochs(len(train_idx))
+    codes = None if covariates is None else np.asarray(covariates, dtype=np.int64).reshape(counts.shape[0], -1)
+    seed_everything(settings.seed, device)
+    data, held_out = place_data(counts, codes, train_idx, val_idx, device, layout)
+    model = build_model(model_settings, device, initial, trainable)
+    training = Training.start(model, data, held_out, settings, epochs, compile_mode)
+    stopper = EarlyStopping(settings.patience) if settings.early_stopping else None
+    checkpoints = Checkpoints(checkpoint_path, run_fingerprint(counts, codes, model_settings, settings, epochs, device),
+                              settings.checkpoint_every, epochs)
+    history = checkpoints.resume(training, stopper)
+    progress = Progress(epochs, training.n_batches, settings.batch_size, settings.early_stopping,
+                        first_epoch=len(history) + 1)
+    run_epochs(training, history, stopper, checkpoints, progress, on_epoch)
+    model, table = finish(model, history, stopper, epochs)
+    return model, table
+
+
+# --- the parts of fit(), in its order ------------------------------------------------------
+
+def split_cells(counts, model_settings: ModelSettings, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(training cells, held-out cells) of ``counts`` (validation_split), once the counts,
+    the model and the settings are checked to fit together."""
     n_cells, n_genes = counts.shape
     if n_genes != model_settings.n_genes:
         raise ValueError(f"the counts have {n_genes} genes, the model settings {model_settings.n_genes}")
     if settings.early_stopping and settings.validation_fraction <= 0:
         raise InputError("train.early_stopping needs held-out cells: set train.validation_fraction > 0.")
     train_idx, val_idx = validation_split(n_cells, settings.validation_fraction, settings.seed)
-    batch_size, n_train = settings.batch_size, len(train_idx)
-    if n_train < batch_size:
+    if len(train_idx) < settings.batch_size:
         raise InputError(
-            f"{n_train} training cells ({n_cells} cells, {len(val_idx)} held out) is fewer than one batch "
-            f"(train.batch_size={batch_size}); lower batch_size."
+            f"{len(train_idx)} training cells ({n_cells} cells, {len(val_idx)} held out) is fewer than one batch "
+            f"(train.batch_size={settings.batch_size}); lower batch_size."
         )
-    epochs = settings.n_epochs(n_train)
-    codes = None if covariates is None else np.asarray(covariates, dtype=np.int64).reshape(n_cells, -1)
-    seed_everything(settings.seed, device)
+    return train_idx, val_idx
+
+
+def place_data(counts, codes, train_idx: np.ndarray, val_idx: np.ndarray, device: torch.device,
+               layout: str) -> tuple[CountBatches, CountBatches | None]:
+    """The training cells and the held-out ones (None: none), counts and covariate codes,
+    on the device in ``layout`` (CountBatches)."""
     data = CountBatches(counts, device, layout, None if codes is None else codes[train_idx], rows=train_idx)
     held_out = (CountBatches(counts, device, layout, None if codes is None else codes[val_idx], rows=val_idx)
                 if len(val_idx) else None)
     log.info("counts held as %s on %s; %d training cells, %d held out for validation", data.layout, device,
-             n_train, len(val_idx))
+             data.n_cells, len(val_idx))
+    return data, held_out
+
+
+def build_model(model_settings: ModelSettings, device: torch.device, initial: VAE | None = None,
+                trainable: dict | None = None) -> VAE:
+    """A fresh model of ``model_settings`` (drawn from torch's seeded generator), or
+    ``initial``, on the device in training mode. With ``trainable`` (parameter name ->
+    boolean mask) only the masked entries learn: their gradients are zeroed elsewhere and
+    the parameters not named are frozen."""
     model = (VAE.from_settings(model_settings) if initial is None else initial).to(device)
     model.train()
     if trainable is not None:
@@ -299,91 +344,228 @@ def fit(
                 parameter.register_hook(lambda grad, mask=trainable[name].to(device): grad * mask)
             else:
                 parameter.requires_grad_(False)
-    # Fused Adam: one kernel for all parameters, on the CPU as on CUDA.
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=settings.lr, fused=True)
-    weights = settings.weights
-    n_batches = n_train // batch_size
-    n_steps = epochs * n_batches
-    compile_loss = settings.compile
-    if compile_loss == "auto":  # early stopping usually ends within a few times its patience
-        expected = min(epochs, EARLY_STOP_EPOCHS_PER_PATIENCE * settings.patience) if settings.early_stopping else epochs
-        compile_loss = expected * n_batches >= COMPILE_MIN_STEPS
+    return model
 
-    # Counts held sparse on the CPU (atlases): the likelihood's lgamma terms at non-zeros only.
-    sparse_likelihood = data.layout == "scipy"
 
-    def compute(batch, batch_codes):
+def should_compile(settings: TrainSettings, epochs: int, n_batches: int) -> bool:
+    """``settings.compile``, with ``auto`` resolved: compile when the run is expected to take
+    at least COMPILE_MIN_STEPS steps (early stopping usually ends within a few times its
+    patience)."""
+    if settings.compile != "auto":
+        return bool(settings.compile)
+    expected = min(epochs, EARLY_STOP_EPOCHS_PER_PATIENCE * settings.patience) if settings.early_stopping else epochs
+    return expected * n_batches >= COMPILE_MIN_STEPS
+
+
+def loss_step(model: VAE, weights: LossWeights, data: CountBatches, *, compiled: bool, mode: str | None):
+    """``(loss(batch, codes) -> terms, graphs)``: the objective of one batch of ``data``'s
+    cells, eager or compiled with torch.compile in ``mode`` (default: CUDA_COMPILE_MODE on
+    CUDA; always "default" on the CPU), and whether it replays CUDA graphs. Counts held
+    sparse on the CPU (atlases) take the likelihood's lgamma terms at non-zeros only."""
+    device, n_train, sparse_likelihood = data.device, data.n_cells, data.layout == "scipy"
+
+    def loss(batch, batch_codes):
         return ivae_loss(model, batch, weights, n_train, batch_codes, sparse_likelihood=sparse_likelihood)
 
-    mode = compile_mode or (CUDA_COMPILE_MODE if device.type == "cuda" else "default")
-    graphs = bool(compile_loss) and mode == "reduce-overhead" and device.type == "cuda"
-    if compile_loss:
-        compute = torch.compile(compute, dynamic=False, mode=mode if device.type == "cuda" else "default")
-    log.info("%d epochs, %d steps; loss %s%s", epochs, n_steps,
-             f"compiled with torch.compile ({'CUDA graphs' if graphs else 'no CUDA graphs'})" if compile_loss
-             else "eager", "; likelihood's lgamma terms at non-zero counts" if sparse_likelihood else "")
-    generator = torch.Generator(device=device).manual_seed(settings.seed)
-    fingerprint = repr((n_cells, n_genes, float(counts.sum()), model_settings, settings, epochs, str(device),
-                        None if codes is None else int(codes.sum())))
-    history, first_epoch, best = [], 1, None
-    state = load_training_state(checkpoint_path, fingerprint)
-    if state is not None and len(state["history"]) < epochs:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
+    mode = mode or (CUDA_COMPILE_MODE if device.type == "cuda" else "default")
+    graphs = compiled and mode == "reduce-overhead" and device.type == "cuda"
+    if compiled:
+        loss = torch.compile(loss, dynamic=False, mode=mode if device.type == "cuda" else "default")
+    return loss, graphs
+
+
+@dataclass
+class Training:
+    """One run's moving parts: the model and its optimiser, the loss of a batch, the cells
+    (training and held out) and the generator of the batches' order."""
+
+    model: VAE
+    optimizer: torch.optim.Optimizer
+    loss: Callable
+    graphs: bool  # the loss replays CUDA graphs
+    data: CountBatches
+    held_out: CountBatches | None
+    generator: torch.Generator
+    settings: TrainSettings
+    epochs: int
+
+    @classmethod
+    def start(cls, model: VAE, data: CountBatches, held_out: CountBatches | None, settings: TrainSettings,
+              epochs: int, compile_mode: str | None = None) -> "Training":
+        """Fused Adam (one kernel for all parameters, on the CPU as on CUDA) on the parameters
+        that learn, the loss (compiled per should_compile), the order's generator seeded."""
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=settings.lr, fused=True)
+        n_batches = data.n_cells // settings.batch_size
+        compiled = should_compile(settings, epochs, n_batches)
+        loss, graphs = loss_step(model, settings.weights, data, compiled=compiled, mode=compile_mode)
+        log.info("%d epochs, %d steps; loss %s%s", epochs, epochs * n_batches,
+                 f"compiled with torch.compile ({'CUDA graphs' if graphs else 'no CUDA graphs'})" if compiled
+                 else "eager", "; likelihood's lgamma terms at non-zero counts" if data.layout == "scipy" else "")
+        generator = torch.Generator(device=data.device).manual_seed(settings.seed)
+        return cls(model, optimizer, loss, graphs, data, held_out, generator, settings, epochs)
+
+    @property
+    def n_batches(self) -> int:
+        return self.data.n_cells // self.settings.batch_size
+
+    def train_epoch(self, epoch: int, progress: "Progress") -> dict:
+        """One pass over the training cells in a fresh random order: ``{"epoch", "seconds",
+        <term>: mean over the batches}``. The terms are summed on the device and read back
+        once, at the end."""
+        start = time.perf_counter()
+        progress.start_epoch(epoch, start)
+        batch_size, device = self.settings.batch_size, self.data.device
+        totals = torch.zeros(len(LOSS_TERMS), device=device)
+        order = torch.randperm(self.data.n_cells, device=device, generator=self.generator)
+        for step, (batch, batch_codes) in enumerate(self.data.epoch(order, batch_size), 1):
+            progress.step(step)
+            if self.graphs:  # a new step: the last step's graph outputs (already summed) may be reused
+                torch.compiler.cudagraph_mark_step_begin()
+            terms = self.loss(batch, batch_codes)
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            self.optimizer.step()
+            totals += torch.stack([terms[k].detach() for k in LOSS_TERMS])
+        means = (totals / self.n_batches).tolist()  # the one host sync of the epoch
+        return {"epoch": epoch, "seconds": time.perf_counter() - start, **dict(zip(LOSS_TERMS, means))}
+
+    def validate(self, epoch: int) -> dict:
+        """``val_<term>`` of the held-out cells after ``epoch`` (evaluate; their latents drawn
+        from a seed of the epoch's own); empty without held-out cells."""
+        if self.held_out is None:
+            return {}
+        terms = evaluate(self.model, self.held_out, self.settings.weights, self.data.n_cells,
+                         seed=self.settings.seed + epoch)
+        return {f"val_{k}": v for k, v in terms.items()}
+
+
+def check_finite(row: dict) -> None:
+    """Raise FloatingPointError naming the epoch and the terms of ``row`` that are not finite."""
+    bad = [k for k in row if k not in ("epoch", "seconds") and not np.isfinite(row[k])]
+    if bad:
+        raise FloatingPointError(
+            f"training diverged at epoch {row['epoch']}: non-finite {', '.join(bad)}; lower train.lr or check the input."
+        )
+
+
+class Verdict(NamedTuple):
+    """EarlyStopping's word on an epoch."""
+
+    best: bool  # the lowest validation loss so far: keep this epoch's model
+    stop: bool  # ``patience`` epochs since the best: stop training
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the validation loss has not fallen for ``patience`` epochs, and remember the
+    best epoch: its number, its loss and (``keep``) its weights."""
+
+    patience: int
+    best_epoch: int = 0
+    best_loss: float = math.inf
+    best_weights: dict | None = None
+
+    def update(self, epoch: int, loss: float) -> Verdict:
+        """Take ``epoch``'s validation loss: is it the best so far, and is it time to stop?"""
+        best = loss < self.best_loss
+        if best:
+            self.best_epoch, self.best_loss = epoch, loss
+        return Verdict(best=best, stop=epoch - self.best_epoch >= self.patience)
+
+    def keep(self, model: VAE) -> None:
+        """A copy of ``model``'s weights as the best epoch's."""
+        self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def state(self) -> dict | None:
+        """The best epoch as a checkpoint holds it (None before the first)."""
+        if self.best_weights is None:
+            return None
+        return {"epoch": self.best_epoch, "val_loss": self.best_loss, "model": self.best_weights}
+
+    def restore(self, state: dict | None) -> None:
+        if state is not None:
+            self.best_epoch, self.best_loss, self.best_weights = state["epoch"], state["val_loss"], state["model"]
+
+
+def run_fingerprint(counts, codes, model_settings: ModelSettings, settings: TrainSettings, epochs: int,
+                    device: torch.device) -> str:
+    """What a checkpoint must match to be resumed: the data, the settings, the device."""
+    n_cells, n_genes = counts.shape
+    return repr((n_cells, n_genes, float(counts.sum()), model_settings, settings, epochs, str(device),
+                 None if codes is None else int(codes.sum())))
+
+
+@dataclass
+class Checkpoints:
+    """The full training state saved at ``path`` (None: never) every ``every`` epochs, and
+    the run resumed from it when it is of the same data and settings (``fingerprint``)."""
+
+    path: str | os.PathLike | None
+    fingerprint: str
+    every: int
+    epochs: int
+
+    def due(self, epoch: int, stop: bool) -> bool:
+        """Save after ``epoch``? Not after the last epoch run, which the result holds."""
+        return self.path is not None and epoch % self.every == 0 and epoch < self.epochs and not stop
+
+    def save(self, training: Training, history: list, stopper: EarlyStopping | None) -> None:
+        save_training_state(self.path, self.fingerprint, training.model, training.optimizer, training.generator,
+                            history, None if stopper is None else stopper.state(), training.data.device)
+
+    def resume(self, training: Training, stopper: EarlyStopping | None) -> list:
+        """The history of the epochs already run (empty: from the start); the model, the
+        optimiser, the random generators and ``stopper`` restored to their state after them."""
+        state = load_training_state(self.path, self.fingerprint)
+        if state is None or len(state["history"]) >= self.epochs:
+            return []
+        device = training.data.device
+        training.model.load_state_dict(state["model"])
+        training.optimizer.load_state_dict(state["optimizer"])
+        training.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], device)
-        history, best = state["history"], state["best"]
-        first_epoch = len(history) + 1
-        log.info("resuming from %s after epoch %d", checkpoint_path, len(history))
+        if stopper is not None:
+            stopper.restore(state["best"])
+        log.info("resuming from %s after epoch %d", self.path, len(state["history"]))
+        return state["history"]
 
-    for epoch in range(first_epoch, epochs + 1):
-        start = time.perf_counter()
-        totals = torch.zeros(len(LOSS_TERMS), device=device)
-        order = torch.randperm(n_train, device=device, generator=generator)
-        last_report = start
-        for step, (batch, batch_codes) in enumerate(data.epoch(order, batch_size), 1):
-            if time.perf_counter() - last_report >= PROGRESS_EVERY_S:  # long epochs (atlases): progress within
-                last_report = time.perf_counter()
-                log.info("%s", format_within_epoch(epoch, epochs, step - 1, n_batches, batch_size,
-                                                   last_report - start))
-            if graphs:  # a new step: the last step's graph outputs (already summed) may be reused
-                torch.compiler.cudagraph_mark_step_begin()
-            terms = compute(batch, batch_codes)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            totals += torch.stack([terms[k].detach() for k in LOSS_TERMS])
-        means = (totals / n_batches).tolist()  # the one host sync of the epoch
-        row = {"epoch": epoch, "seconds": time.perf_counter() - start, **dict(zip(LOSS_TERMS, means))}
-        if held_out is not None:
-            row.update({f"val_{k}": v for k, v in evaluate(model, held_out, weights, n_train,
-                                                           seed=settings.seed + epoch).items()})
-        bad = [k for k in row if k not in ("epoch", "seconds") and not np.isfinite(row[k])]
-        if bad:
-            raise FloatingPointError(
-                f"training diverged at epoch {epoch}: non-finite {', '.join(bad)}; lower train.lr or check the input."
-            )
+
+def run_epochs(training: Training, history: list, stopper: EarlyStopping | None, checkpoints: Checkpoints,
+               progress: "Progress", on_epoch=None) -> None:
+    """Train from the epoch after ``history`` to the last, or until ``stopper`` says stop;
+    ``history`` gains a row per epoch. A diverged epoch raises before it is saved."""
+    for epoch in range(len(history) + 1, training.epochs + 1):
+        row = training.train_epoch(epoch, progress)
+        row.update(training.validate(epoch))
+        check_finite(row)
         history.append(row)
-        if settings.early_stopping and (best is None or row["val_loss"] < best["val_loss"]):
-            best = {"epoch": epoch, "val_loss": row["val_loss"],
-                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        stop = settings.early_stopping and epoch - best["epoch"] >= settings.patience
-        if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0) and epoch < epochs and not stop:
-            save_training_state(checkpoint_path, fingerprint, model, optimizer, generator, history, best, device)
-        log.info("%s", format_epoch(row, epochs, n_batches * batch_size, history))
+        stop = False
+        if stopper is not None:
+            verdict = stopper.update(epoch, row["val_loss"])
+            if verdict.best:
+                stopper.keep(training.model)
+            stop = verdict.stop
+        if checkpoints.due(epoch, stop):
+            checkpoints.save(training, history, stopper)
+        progress.end_epoch(row, history)
         if on_epoch is not None:
             on_epoch(row)
         if stop:
             log.info("early stopping at epoch %d: no lower validation loss for %d epochs since epoch %d",
-                     epoch, settings.patience, best["epoch"])
-            break
+                     epoch, stopper.patience, stopper.best_epoch)
+            return
+
+
+def finish(model: VAE, history: list, stopper: EarlyStopping | None, epochs: int) -> tuple[VAE, pd.DataFrame]:
+    """fit()'s result: the model kept (the last epoch's, or with early stopping the best
+    epoch's) on the CPU in eval mode, and the history as a table with ``selected``."""
     kept = history[-1]["epoch"]
-    if settings.early_stopping:
-        model.load_state_dict(best["model"])
-        kept = best["epoch"]
-        log.info("model of epoch %d, the lowest validation loss (%.4g)", kept, best["val_loss"])
+    if stopper is not None:
+        model.load_state_dict(stopper.best_weights)
+        kept = stopper.best_epoch
+        log.info("model of epoch %d, the lowest validation loss (%.4g)", kept, stopper.best_loss)
     model.eval()
     table = pd.DataFrame(history)
     table["selected"] = table["epoch"] == kept  # the epoch whose model is returned
@@ -434,7 +616,7 @@ def _rows(counts, idx: np.ndarray):
 
 
 @torch.no_grad()
-def evaluate(model, cells: "CountBatches", weights: LossWeights, n_cells: int, *, seed: int,
+def evaluate(model, cells: CountBatches, weights: LossWeights, n_cells: int, *, seed: int,
              batch_size: int = 4096) -> dict:
     """Loss terms of held-out ``cells`` (means over cells), the model in eval mode.
 
@@ -501,46 +683,100 @@ def format_epoch(row: dict, epochs: int, cells_per_epoch: int, history: list) ->
             f"at most {left:,.0f} s left) {terms}")
 
 
+@dataclass
+class Progress:
+    """Lines about a run under way: every epoch's, and within a long epoch (an atlas's takes
+    minutes) one every PROGRESS_EVERY_S."""
+
+    epochs: int
+    n_batches: int
+    batch_size: int
+    early_stopping: bool = False
+    first_epoch: int = 1  # after a resume, the first epoch this process runs
+    start: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self):
+        self.epoch, self.epoch_start, self.file_at = self.first_epoch, self.start, self.start
+
+    @property
+    def cells_per_epoch(self) -> int:
+        return self.n_batches * self.batch_size
+
+    def start_epoch(self, epoch: int, now: float) -> None:
+        self.epoch, self.epoch_start, self.file_at = epoch, now, now
+
+    def step(self, step: int) -> None:
+        """Before step ``step`` (from 1) of the epoch."""
+        now = time.perf_counter()
+        if now - self.file_at >= PROGRESS_EVERY_S:
+            self.file_at = now
+            log.info("%s", format_within_epoch(self.epoch, self.epochs, step - 1, self.n_batches, self.batch_size,
+                                               now - self.epoch_start))
+
+    def end_epoch(self, row: dict, history: list) -> None:
+        log.info("%s", format_epoch(row, self.epochs, self.cells_per_epoch, history))
+
+
+# --- the rule's entry ------------------------------------------------------------------------
+
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     settings = TrainSettings.from_config(dict(snakemake.params.train))
-    device = resolve_device(settings.device)
-    if device.type == "cpu":
-        torch.set_num_threads(snakemake.threads)
-    log.info("torch %s on %s%s (threads: %d)", torch.__version__, device,
-             f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
-             torch.get_num_threads())
-
-    counts, genes = read_counts_layer(snakemake.input[0])
+    device = training_device(settings.device, snakemake.threads)
     keys = list(snakemake.params.covariates)
-    what = str(snakemake.input[0])
-    codes, categories = covariate_codes(read_obs_columns(snakemake.input[0], keys, what=what), keys, what=what)
+    counts, genes, codes, categories = read_training_data(snakemake.input[0], keys)
     model_settings = ModelSettings(n_genes=len(genes), **snakemake.params.model,
                                    n_categories=tuple(len(c) for c in categories))
     log.info("training on %d cells x %d genes; conditioned on %s; %s; %s", counts.shape[0], counts.shape[1],
              {k: c for k, c in zip(keys, categories)} or "nothing", model_settings, settings)
     checkpoint = f"{snakemake.output.model}.checkpoint"
     try:
-        model, history = fit(
-            counts, model_settings, settings, covariates=codes, device=device, checkpoint_path=checkpoint,
-        )
+        model, history = fit(counts, model_settings, settings, covariates=codes, device=device,
+                             checkpoint_path=checkpoint)
     except InputError as exc:  # say which dataset and file
         raise InputError(f"dataset '{snakemake.wildcards.dataset}' ({snakemake.input[0]}): {exc}") from None
     log.info("done: %d epochs in %.1f s (%.3f s per epoch)", len(history), history["seconds"].sum(),
              history["seconds"].mean())
-    save_checkpoint(
-        snakemake.output.model, model, gene_names=genes, model_params=asdict(model_settings),
-        train_params={**asdict(settings), "device": str(device)},
-        extra={"n_cells": counts.shape[0], "epochs": history.attrs["max_epochs"],
-               "covariates": {"keys": keys, "categories": categories}, "software": {
-            **software_versions(["torch", "numpy", "anndata"]), "cuda": torch.version.cuda or "none",
-            "device": f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu",
-        }},
-    )
+    write_model(snakemake.output.model, model, history, genes=genes, model_settings=model_settings,
+                settings=settings, device=device, covariates={"keys": keys, "categories": categories},
+                n_cells=counts.shape[0])
     with atomic_path(snakemake.output.log_tsv) as tmp:
         history.to_csv(tmp, sep="\t", index=False)
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
+
+
+def training_device(name: str, threads: int) -> torch.device:
+    """The device ``train.device`` names (resolve_device); on the CPU, ``threads`` threads."""
+    device = resolve_device(name)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    log.info("torch %s on %s%s (threads: %d)", torch.__version__, device,
+             f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
+             torch.get_num_threads())
+    return device
+
+
+def read_training_data(path, keys: list[str]):
+    """``(counts, genes, covariate codes, their categories)`` of the preprocessed file: the
+    raw counts layer and the obs columns ``keys``."""
+    counts, genes = read_counts_layer(path)
+    what = str(path)
+    codes, categories = covariate_codes(read_obs_columns(path, keys, what=what), keys, what=what)
+    return counts, genes, codes, categories
+
+
+def write_model(path, model: VAE, history: pd.DataFrame, *, genes, model_settings: ModelSettings,
+                settings: TrainSettings, device: torch.device, covariates: dict, n_cells: int) -> None:
+    """The trained model with what it was trained on, with and by (save_checkpoint)."""
+    save_checkpoint(
+        path, model, gene_names=genes, model_params=asdict(model_settings),
+        train_params={**asdict(settings), "device": str(device)},
+        extra={"n_cells": n_cells, "epochs": history.attrs["max_epochs"], "covariates": covariates, "software": {
+            **software_versions(["torch", "numpy", "anndata"]), "cuda": torch.version.cuda or "none",
+            "device": f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu",
+        }},
+    )
 
 
 if "snakemake" in globals():
