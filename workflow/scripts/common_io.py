@@ -23,18 +23,36 @@ class InputError(ValueError):
     """Bad user input: the message says which dataset, which file and what to fix."""
 
 
-def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
-    """Send the ``ivae`` logger and uncaught exceptions to the rule's log file and stderr."""
+#: ``log.info(..., extra=FILE_ONLY)``: a detail for the rule's log file, kept off the console
+#: (e.g. every epoch of a training, when several trainings share one console).
+FILE_ONLY = {"file_only": True}
+
+
+def console_filter(record: logging.LogRecord) -> bool:
+    """The console's filter: every warning and error, and the lines not marked FILE_ONLY."""
+    return record.levelno >= logging.WARNING or not getattr(record, "file_only", False)
+
+
+def setup_logging(log_path: str | os.PathLike | None, *, label: str | None = None) -> logging.Logger:
+    """Send the ``ivae`` logger and uncaught exceptions to the rule's log file and stderr.
+
+    Lines logged with ``extra=FILE_ONLY`` go to the log file only; without a log file they go
+    to stderr, the one place left. ``label`` (e.g. the job's dataset and seed) starts every
+    console line, so that the lines of parallel jobs sharing one console say whose they are.
+    """
     log.setLevel(logging.INFO)
     log.handlers.clear()
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    prefix = f"{label.replace('%', '%%')}: " if label else ""
+    console.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(console)
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    for handler in handlers:
-        handler.setFormatter(fmt)
-        log.addHandler(handler)
+        console.addFilter(console_filter)
+        file = logging.FileHandler(log_path, mode="w")
+        file.setFormatter(fmt)
+        log.addHandler(file)
 
     def excepthook(exc_type, exc, tb):
         if issubclass(exc_type, InputError):  # the message is the whole story
