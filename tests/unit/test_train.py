@@ -509,3 +509,151 @@ def test_pinned_covariate_run(counts, one_torch_thread):
                                covariates=codes, initial=grown, trainable=trainable)
     assert digests(tuned, tuned_history) == ("8380b0aacf5fb00d42e86d829e4cd30cc8813a45e349e811837f3498d6000e9d",
                                              "a5bbcb3d18ccb6fe9e9d86e23cd1ee8d017fa619828e56bdf259db8834ad8610")
+
+
+# --- what a person reads: every epoch in the log file, the console kept short -------------
+
+THREADS = f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}"
+
+
+@pytest.fixture
+def restore_logging():
+    """The ``ivae`` logger's handlers and the excepthook as they were, after a test that sets
+    them up (within the test: capsys's stderr is only the console there)."""
+    import sys
+
+    from common_io import log
+
+    hook = sys.excepthook
+    yield
+    for handler in log.handlers:
+        handler.close()
+    log.handlers.clear()
+    sys.excepthook = hook
+
+
+def test_epoch_lines_go_to_the_log_file_not_the_console(counts, tmp_path, capsys, restore_logging):
+    """The console of a short run: its start and end lines (and any error), each naming the
+    job; the log file: those and every epoch's line."""
+    from common_io import log, setup_logging
+
+    setup_logging(tmp_path / "logs" / "train.log", label="train/pbmc68k/ivae/seed0")
+    fit(counts, MODEL, replace(TRAIN, epochs=3))
+    log.error("something broke")
+    console = capsys.readouterr().err.splitlines()
+    ours = [line for line in console if "train/pbmc68k/ivae/seed0: " in line]
+    assert len(ours) == 3 and not any("epoch 1/3" in line for line in console)
+    assert ours[0].endswith("INFO train/pbmc68k/ivae/seed0: training on 630 cells x 200 genes (70 more held out) "
+                            f"on cpu, {THREADS}: 3 epochs")
+    assert " INFO train/pbmc68k/ivae/seed0: done: 3 epochs in " in ours[1]
+    assert "s per epoch); kept epoch 3 (the last); " in ours[1] and ours[1].endswith(" s in all")
+    assert ours[2].endswith("ERROR train/pbmc68k/ivae/seed0: something broke")
+    file = (tmp_path / "logs" / "train.log").read_text().splitlines()
+    assert [line.split(" INFO ")[1].split(" ")[1] for line in file if " INFO epoch " in line] == ["1/3", "2/3", "3/3"]
+    for message in ("training on 630 cells", "done: 3 epochs", "counts held as dense on cpu", "ERROR something broke"):
+        assert sum(message in line for line in file) == 1, message
+
+
+def test_without_a_log_file_every_line_goes_to_the_console(capsys, restore_logging):
+    from common_io import FILE_ONLY, log, setup_logging
+
+    setup_logging(None)
+    log.info("epoch 1/1", extra=FILE_ONLY)
+    assert capsys.readouterr().err.rstrip().endswith(" INFO epoch 1/1")
+
+
+def test_early_stopping_end_line(counts, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="ivae"):
+        fit(counts, MODEL, EARLY_STOPPING)
+    start, end = [r.getMessage() for r in caplog.records if not getattr(r, "file_only", False)]
+    assert start.endswith("560 cells x 200 genes (140 more held out) on cpu, "
+                          f"{THREADS}: 200 epochs at most (early stopping after 3 "
+                          "epochs without a lower validation loss)")
+    assert end.startswith("done: 42 epochs in ") and "per epoch), stopped early; kept epoch 39 (the lowest " \
+                                                      "validation loss); " in end
+
+
+def test_a_long_run_shows_progress_every_tenth_of_its_epochs(counts, monkeypatch, caplog):
+    """With the 30-second floor lifted, the console gets a progress line every 10 % of the
+    epochs (none at the end: the end line follows), and the rest stays in the file."""
+    import logging
+
+    import train
+
+    monkeypatch.setattr(train, "CONSOLE_EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="ivae"):
+        fit(counts, MODEL, replace(TRAIN, epochs=20))
+    console = [r.getMessage() for r in caplog.records if not getattr(r, "file_only", False)]
+    progress = console[1:-1]
+    assert [line.split(" epochs (")[0] for line in progress] == [f"{e:.1f} of 20" for e in range(2, 20, 2)]
+    assert all("epochs/min, " in line and " cells/s; about " in line and line.endswith(" left") for line in progress)
+    assert console[0].startswith("training on ") and console[-1].startswith("done: 20 epochs")
+
+
+def test_console_progress_is_at_most_every_30_s_and_every_tenth_of_the_epochs():
+    from train import Progress
+
+    progress = Progress(epochs=100, n_batches=10, batch_size=64, start=0.0)
+    assert not progress.console_due(5, 1000.0)  # 5 % of the epochs, however long it took
+    assert not progress.console_due(10, 29.0)  # 10 %, in under 30 s
+    assert progress.console_due(10, 30.0)
+    progress.console_at = (30.0, 10)
+    assert not progress.console_due(19.5, 100.0) and progress.console_due(20, 60.0)
+    assert not progress.console_due(100, 10_000.0)  # the end: the end line says it
+    resumed = Progress(epochs=100, n_batches=10, batch_size=64, first_epoch=51, start=0.0)
+    assert not resumed.console_due(55, 100.0) and resumed.console_due(60, 100.0)
+
+
+def test_progress_line_rate_and_time_left():
+    from train import format_duration, format_progress
+
+    assert format_progress(40, 400, 960.0, 6400) == \
+        "40.0 of 400 epochs (10%): 2.5 epochs/min, 267 cells/s; about 2.4 h left"
+    # resumed after 10 epochs: the rate of this process's 30 epochs; early stopping may end sooner
+    assert format_progress(40, 400, 720.0, 6400, since=10, early_stopping=True) == \
+        "40.0 of 400 epochs (10%): 2.5 epochs/min, 267 cells/s; at most 2.4 h left"
+    # an atlas: within the first of two epochs
+    assert format_progress(0.5, 2, 600.0, 1_000_000) == \
+        "0.5 of 2 epochs (25%): 0.05 epochs/min, 833 cells/s; about 30.0 min left"
+    assert format_progress(300, 400, 10.0, 640).startswith("300.0 of 400 epochs (75%): 1,800 epochs/min, 19,200 cells/s")
+    assert [format_duration(s) for s in (42.4, 750, 11_520, float("inf"))] == ["42 s", "12.5 min", "3.2 h", "? s"]
+
+
+def test_the_rules_entry_trains_writes_and_keeps_the_console_short(pbmc68k_counts, tmp_path, capsys,
+                                                                   restore_logging, monkeypatch):
+    """main(snakemake) as the train rule runs it: the model, its history and the log file
+    written, the checkpoint gone, two console lines naming the job."""
+    from types import SimpleNamespace
+
+    import train
+    from conftest import schema_defaults
+
+    adata = pbmc68k_counts[:, :200].copy()
+    adata.layers["counts"] = adata.X.copy()
+    adata.write_h5ad(tmp_path / "preprocessed.h5ad")
+    out = tmp_path / "results" / "pbmc68k" / "runs" / "ivae" / "seed0"
+    out.mkdir(parents=True)
+    log_file = tmp_path / "logs" / "train" / "pbmc68k" / "ivae" / "seed0.log"
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    snakemake = SimpleNamespace(
+        input=[str(tmp_path / "preprocessed.h5ad")], log=[str(log_file.relative_to(tmp_path))], threads=1,
+        output=SimpleNamespace(model=str(out / "model.pt"), log_tsv=str(out / "training_log.tsv")),
+        wildcards=SimpleNamespace(dataset="pbmc68k"),
+        params=SimpleNamespace(train={**schema_defaults("train"), "epochs": 3, "batch_size": 64, "device": "cpu",
+                                      "compile": False, "early_stopping": False},
+                               model={"hidden_dim": 32, "latent_dim": 6, "i_dim": 2}, covariates=["bulk_labels"]))
+    try:
+        train.main(snakemake)
+    finally:
+        torch.set_num_threads(threads)
+    _, payload = load_checkpoint(out / "model.pt")
+    assert tuple(payload["model_params"]["n_categories"]) == (pbmc68k_counts.obs["bulk_labels"].nunique(),)
+    assert payload["covariates"]["keys"] == ["bulk_labels"] and payload["software"]["device"] == "cpu"
+    assert len(np.loadtxt(out / "training_log.tsv", skiprows=1, usecols=0)) == 3
+    assert not (out / "model.pt.checkpoint").exists()
+    console = [line for line in capsys.readouterr().err.splitlines() if " INFO " in line]
+    assert len(console) == 2 and all(" INFO train/pbmc68k/ivae/seed0: " in line for line in console)
+    assert sum(" INFO epoch " in line for line in log_file.read_text().splitlines()) == 3

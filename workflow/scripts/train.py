@@ -8,8 +8,9 @@ epoch, so the loop never waits for the host inside an epoch.
 placed (``split_cells``, ``place_data``), the model and its loss (``build_model``,
 ``loss_step``), one epoch and its validation (``Training``), early stopping
 (``EarlyStopping``), checkpoints and resuming (``Checkpoints``), the epoch loop
-(``run_epochs``) and the result (``finish``); ``Progress`` writes the lines about a run
-under way.
+(``run_epochs``) and the result (``finish``). What a person reads: every epoch in the
+rule's log file; on the console a start line, a progress line now and then, an end line
+(``Progress``).
 """
 
 
@@ -19,6 +20,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -26,8 +28,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from common_io import (InputError, atomic_path, covariate_codes, log, read_counts_layer, read_obs_columns,
-                       save_checkpoint, setup_logging, software_versions)
+from common_io import (FILE_ONLY, InputError, atomic_path, covariate_codes, log, read_counts_layer,
+                       read_obs_columns, save_checkpoint, setup_logging, software_versions)
 from losses import LOSS_TERMS, LossWeights, ivae_loss
 from model import COVARIATE_LAYERS, VAE, ModelSettings
 from sizing import auto_epochs
@@ -279,7 +281,11 @@ def fit(
     epochs; a run that finds a checkpoint of the same settings and data resumes from it,
     and continues exactly as the uninterrupted run would have (on the CPU, eager). A run
     that diverges leaves the last good checkpoint in place.
+
+    Logging: a start and an end line, and on a long run a progress line now and then
+    (Progress); every epoch's line goes to the log file only (``FILE_ONLY``).
     """
+    began = time.perf_counter()
     device = torch.device(device) if isinstance(device, str) else device
     train_idx, val_idx = split_cells(counts, model_settings, settings)
     epochs = settings.n_epochs(len(train_idx))
@@ -292,10 +298,12 @@ def fit(
     checkpoints = Checkpoints(checkpoint_path, run_fingerprint(counts, codes, model_settings, settings, epochs, device),
                               settings.checkpoint_every, epochs)
     history = checkpoints.resume(training, stopper)
+    log.info("%s", format_start(training, len(val_idx), resumed_after=len(history)))
     progress = Progress(epochs, training.n_batches, settings.batch_size, settings.early_stopping,
                         first_epoch=len(history) + 1)
     run_epochs(training, history, stopper, checkpoints, progress, on_epoch)
     model, table = finish(model, history, stopper, epochs)
+    log.info("%s", format_end(table, early_stopping=settings.early_stopping, seconds=time.perf_counter() - began))
     return model, table
 
 
@@ -326,7 +334,7 @@ def place_data(counts, codes, train_idx: np.ndarray, val_idx: np.ndarray, device
     held_out = (CountBatches(counts, device, layout, None if codes is None else codes[val_idx], rows=val_idx)
                 if len(val_idx) else None)
     log.info("counts held as %s on %s; %d training cells, %d held out for validation", data.layout, device,
-             data.n_cells, len(val_idx))
+             data.n_cells, len(val_idx), extra=FILE_ONLY)
     return data, held_out
 
 
@@ -400,7 +408,8 @@ class Training:
         loss, graphs = loss_step(model, settings.weights, data, compiled=compiled, mode=compile_mode)
         log.info("%d epochs, %d steps; loss %s%s", epochs, epochs * n_batches,
                  f"compiled with torch.compile ({'CUDA graphs' if graphs else 'no CUDA graphs'})" if compiled
-                 else "eager", "; likelihood's lgamma terms at non-zero counts" if data.layout == "scipy" else "")
+                 else "eager", "; likelihood's lgamma terms at non-zero counts" if data.layout == "scipy" else "",
+                 extra=FILE_ONLY)
         generator = torch.Generator(device=data.device).manual_seed(settings.seed)
         return cls(model, optimizer, loss, graphs, data, held_out, generator, settings, epochs)
 
@@ -528,7 +537,7 @@ class Checkpoints:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         if stopper is not None:
             stopper.restore(state["best"])
-        log.info("resuming from %s after epoch %d", self.path, len(state["history"]))
+        log.info("resuming from %s after epoch %d", self.path, len(state["history"]), extra=FILE_ONLY)
         return state["history"]
 
 
@@ -554,7 +563,7 @@ def run_epochs(training: Training, history: list, stopper: EarlyStopping | None,
             on_epoch(row)
         if stop:
             log.info("early stopping at epoch %d: no lower validation loss for %d epochs since epoch %d",
-                     epoch, stopper.patience, stopper.best_epoch)
+                     epoch, stopper.patience, stopper.best_epoch, extra=FILE_ONLY)
             return
 
 
@@ -565,7 +574,7 @@ def finish(model: VAE, history: list, stopper: EarlyStopping | None, epochs: int
     if stopper is not None:
         model.load_state_dict(stopper.best_weights)
         kept = stopper.best_epoch
-        log.info("model of epoch %d, the lowest validation loss (%.4g)", kept, stopper.best_loss)
+        log.info("model of epoch %d, the lowest validation loss (%.4g)", kept, stopper.best_loss, extra=FILE_ONLY)
     model.eval()
     table = pd.DataFrame(history)
     table["selected"] = table["epoch"] == kept  # the epoch whose model is returned
@@ -683,10 +692,18 @@ def format_epoch(row: dict, epochs: int, cells_per_epoch: int, history: list) ->
             f"at most {left:,.0f} s left) {terms}")
 
 
+#: Console progress lines of a long run: at most one every this many seconds and every
+#: this fraction of the (most) epochs, whichever is rarer.
+CONSOLE_EVERY_S = 30.0
+CONSOLE_EVERY_FRACTION = 0.1
+
+
 @dataclass
 class Progress:
-    """Lines about a run under way: every epoch's, and within a long epoch (an atlas's takes
-    minutes) one every PROGRESS_EVERY_S."""
+    """Lines about a run under way. To the log file (``FILE_ONLY``): every epoch's, and within
+    a long epoch (an atlas's takes minutes) one every PROGRESS_EVERY_S. To the console: at
+    most one every CONSOLE_EVERY_S and every CONSOLE_EVERY_FRACTION of the epochs, with the
+    rate and the time left, so that parallel jobs sharing a console stay readable."""
 
     epochs: int
     n_batches: int
@@ -696,6 +713,7 @@ class Progress:
     start: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self):
+        self.console_at = (self.start, float(self.first_epoch - 1))  # (time, epochs done) of the last console line
         self.epoch, self.epoch_start, self.file_at = self.first_epoch, self.start, self.start
 
     @property
@@ -711,16 +729,80 @@ class Progress:
         if now - self.file_at >= PROGRESS_EVERY_S:
             self.file_at = now
             log.info("%s", format_within_epoch(self.epoch, self.epochs, step - 1, self.n_batches, self.batch_size,
-                                               now - self.epoch_start))
+                                               now - self.epoch_start), extra=FILE_ONLY)
+        self.console(self.epoch - 1 + (step - 1) / self.n_batches, now)
 
     def end_epoch(self, row: dict, history: list) -> None:
-        log.info("%s", format_epoch(row, self.epochs, self.cells_per_epoch, history))
+        log.info("%s", format_epoch(row, self.epochs, self.cells_per_epoch, history), extra=FILE_ONLY)
+        self.console(row["epoch"], time.perf_counter())
+
+    def console_due(self, done: float, now: float) -> bool:
+        """A console line when ``done`` epochs are done at ``now``? Not at the end (the end line follows)."""
+        last_time, last_done = self.console_at
+        return (done < self.epochs and now - last_time >= CONSOLE_EVERY_S
+                and done - last_done >= CONSOLE_EVERY_FRACTION * self.epochs)
+
+    def console(self, done: float, now: float) -> None:
+        if self.console_due(done, now):
+            self.console_at = (now, done)
+            log.info("%s", format_progress(done, self.epochs, now - self.start, self.cells_per_epoch,
+                                           since=self.first_epoch - 1, early_stopping=self.early_stopping))
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12.5 min``, ``3.2 h``."""
+    if not math.isfinite(seconds):
+        return "? s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def format_progress(done: float, epochs: int, seconds: float, cells_per_epoch: int, *, since: float = 0.0,
+                    early_stopping: bool = False) -> str:
+    """A console line on a long run: ``done`` epochs (fractions within one) of ``epochs``,
+    the rate since training began (or resumed, after ``since`` epochs) ``seconds`` ago, and
+    the time left at that rate (at most, with early stopping)."""
+    rate = (done - since) / max(seconds, 1e-9)  # epochs per second
+    left = (epochs - done) / rate if rate > 0 else math.inf
+    per_min = f"{60 * rate:,.0f}" if 60 * rate >= 100 else f"{60 * rate:.3g}"
+    return (f"{done:,.1f} of {epochs:,} epochs ({done / epochs:.0%}): {per_min} epochs/min, "
+            f"{rate * cells_per_epoch:,.0f} cells/s; {'at most' if early_stopping else 'about'} "
+            f"{format_duration(left)} left")
+
+
+def format_start(training: Training, n_held_out: int, *, resumed_after: int = 0) -> str:
+    """The console's first line of a run: cells, genes, device, epochs."""
+    settings, data = training.settings, training.data
+    stopping = (f" at most (early stopping after {settings.patience} epochs without a lower validation loss)"
+                if settings.early_stopping else "")
+    resumed = f"; resuming after epoch {resumed_after}" if resumed_after else ""
+    return (f"training on {data.n_cells:,} cells x {data.n_genes:,} genes ({n_held_out:,} more held out) on "
+            f"{device_name(data.device, threads=True)}: {training.epochs:,} epochs{stopping}{resumed}")
+
+
+def format_end(history: pd.DataFrame, *, early_stopping: bool, seconds: float) -> str:
+    """The console's last line of a run (fit()'s ``history``): epochs run, the epoch kept,
+    the seconds of training (over every process, when resumed) and ``seconds`` in all."""
+    kept = int(history.loc[history["selected"], "epoch"].iloc[0])
+    stopped = early_stopping and len(history) < history.attrs["max_epochs"]
+    return (f"done: {len(history)} epochs in {history['seconds'].sum():.1f} s ({history['seconds'].mean():.3f} s "
+            f"per epoch){', stopped early' if stopped else ''}; kept epoch {kept} "
+            f"({'the lowest validation loss' if early_stopping else 'the last'}); {format_duration(seconds)} in all")
+
+
+def device_name(device: torch.device, *, threads: bool = False) -> str:
+    """``cuda (NVIDIA H100 80GB HBM3)``, ``cpu`` (``cpu, 8 threads`` with ``threads``)."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    n = torch.get_num_threads()
+    return f"cpu, {n} thread{'s' if n > 1 else ''}" if threads else "cpu"
 
 
 # --- the rule's entry ------------------------------------------------------------------------
 
 def main(snakemake) -> None:
-    setup_logging(snakemake.log[0])
+    setup_logging(snakemake.log[0], label=job_label(snakemake.log[0]))
     settings = TrainSettings.from_config(dict(snakemake.params.train))
     device = training_device(settings.device, snakemake.threads)
     keys = list(snakemake.params.covariates)
@@ -728,15 +810,13 @@ def main(snakemake) -> None:
     model_settings = ModelSettings(n_genes=len(genes), **snakemake.params.model,
                                    n_categories=tuple(len(c) for c in categories))
     log.info("training on %d cells x %d genes; conditioned on %s; %s; %s", counts.shape[0], counts.shape[1],
-             {k: c for k, c in zip(keys, categories)} or "nothing", model_settings, settings)
+             {k: c for k, c in zip(keys, categories)} or "nothing", model_settings, settings, extra=FILE_ONLY)
     checkpoint = f"{snakemake.output.model}.checkpoint"
     try:
         model, history = fit(counts, model_settings, settings, covariates=codes, device=device,
                              checkpoint_path=checkpoint)
     except InputError as exc:  # say which dataset and file
         raise InputError(f"dataset '{snakemake.wildcards.dataset}' ({snakemake.input[0]}): {exc}") from None
-    log.info("done: %d epochs in %.1f s (%.3f s per epoch)", len(history), history["seconds"].sum(),
-             history["seconds"].mean())
     write_model(snakemake.output.model, model, history, genes=genes, model_settings=model_settings,
                 settings=settings, device=device, covariates={"keys": keys, "categories": categories},
                 n_cells=counts.shape[0])
@@ -746,14 +826,20 @@ def main(snakemake) -> None:
         os.remove(checkpoint)
 
 
+def job_label(log_path) -> str:
+    """The job's name on a console that parallel jobs share, from its log file's path:
+    ``train/pbmc68k/ivae/seed0`` for ``logs/train/pbmc68k/ivae/seed0.log``."""
+    parts = Path(log_path).with_suffix("").parts
+    return "/".join(parts[1:] if len(parts) > 1 and parts[0] == "logs" else parts)
+
+
 def training_device(name: str, threads: int) -> torch.device:
     """The device ``train.device`` names (resolve_device); on the CPU, ``threads`` threads."""
     device = resolve_device(name)
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    log.info("torch %s on %s%s (threads: %d)", torch.__version__, device,
-             f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "",
-             torch.get_num_threads())
+    log.info("torch %s on %s (threads: %d)", torch.__version__, device_name(device),
+             torch.get_num_threads(), extra=FILE_ONLY)
     return device
 
 
@@ -774,7 +860,7 @@ def write_model(path, model: VAE, history: pd.DataFrame, *, genes, model_setting
         train_params={**asdict(settings), "device": str(device)},
         extra={"n_cells": n_cells, "epochs": history.attrs["max_epochs"], "covariates": covariates, "software": {
             **software_versions(["torch", "numpy", "anndata"]), "cuda": torch.version.cuda or "none",
-            "device": f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu",
+            "device": device_name(device),
         }},
     )
 
