@@ -31,7 +31,7 @@ import torch
 from common_io import (FILE_ONLY, InputError, atomic_path, covariate_codes, log, read_counts_layer,
                        read_obs_columns, save_checkpoint, setup_logging, software_versions)
 from losses import LOSS_TERMS, LossWeights, ivae_loss
-from model import COVARIATE_LAYERS, VAE, ModelSettings
+from model import COVARIATE_LAYERS, IVAE, ModelSettings
 from sizing import auto_epochs
 
 
@@ -244,7 +244,7 @@ def fit(
     on_epoch=None,
     layout: str = "auto",
     checkpoint_path=None,
-    initial: VAE | None = None,
+    initial: IVAE | None = None,
     trainable: dict | None = None,
     compile_mode: str | None = None,
 ):
@@ -338,13 +338,13 @@ def place_data(counts, codes, train_idx: np.ndarray, val_idx: np.ndarray, device
     return data, held_out
 
 
-def build_model(model_settings: ModelSettings, device: torch.device, initial: VAE | None = None,
-                trainable: dict | None = None) -> VAE:
+def build_model(model_settings: ModelSettings, device: torch.device, initial: IVAE | None = None,
+                trainable: dict | None = None) -> IVAE:
     """A fresh model of ``model_settings`` (drawn from torch's seeded generator), or
     ``initial``, on the device in training mode. With ``trainable`` (parameter name ->
     boolean mask) only the masked entries learn: their gradients are zeroed elsewhere and
     the parameters not named are frozen."""
-    model = (VAE.from_settings(model_settings) if initial is None else initial).to(device)
+    model = (IVAE.from_settings(model_settings) if initial is None else initial).to(device)
     model.train()
     if trainable is not None:
         for name, parameter in model.named_parameters():
@@ -365,7 +365,7 @@ def should_compile(settings: TrainSettings, epochs: int, n_batches: int) -> bool
     return expected * n_batches >= COMPILE_MIN_STEPS
 
 
-def loss_step(model: VAE, weights: LossWeights, data: CountBatches, *, compiled: bool, mode: str | None):
+def loss_step(model: IVAE, weights: LossWeights, data: CountBatches, *, compiled: bool, mode: str | None):
     """``(loss(batch, codes) -> terms, graphs)``: the objective of one batch of ``data``'s
     cells, eager or compiled with torch.compile in ``mode`` (default: CUDA_COMPILE_MODE on
     CUDA; always "default" on the CPU), and whether it replays CUDA graphs. Counts held
@@ -387,7 +387,7 @@ class Training:
     """One run's moving parts: the model and its optimiser, the loss of a batch, the cells
     (training and held out) and the generator of the batches' order."""
 
-    model: VAE
+    model: IVAE
     optimizer: torch.optim.Optimizer
     loss: Callable
     graphs: bool  # the loss replays CUDA graphs
@@ -398,7 +398,7 @@ class Training:
     epochs: int
 
     @classmethod
-    def start(cls, model: VAE, data: CountBatches, held_out: CountBatches | None, settings: TrainSettings,
+    def start(cls, model: IVAE, data: CountBatches, held_out: CountBatches | None, settings: TrainSettings,
               epochs: int, compile_mode: str | None = None) -> "Training":
         """Fused Adam (one kernel for all parameters, on the CPU as on CUDA) on the parameters
         that learn, the loss (compiled per should_compile), the order's generator seeded."""
@@ -481,7 +481,7 @@ class EarlyStopping:
             self.best_epoch, self.best_loss = epoch, loss
         return Verdict(best=best, stop=epoch - self.best_epoch >= self.patience)
 
-    def keep(self, model: VAE) -> None:
+    def keep(self, model: IVAE) -> None:
         """A copy of ``model``'s weights as the best epoch's."""
         self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -567,7 +567,7 @@ def run_epochs(training: Training, history: list, stopper: EarlyStopping | None,
             return
 
 
-def finish(model: VAE, history: list, stopper: EarlyStopping | None, epochs: int) -> tuple[VAE, pd.DataFrame]:
+def finish(model: IVAE, history: list, stopper: EarlyStopping | None, epochs: int) -> tuple[IVAE, pd.DataFrame]:
     """fit()'s result: the model kept (the last epoch's, or with early stopping the best
     epoch's) on the CPU in eval mode, and the history as a table with ``selected``."""
     kept = history[-1]["epoch"]
@@ -586,7 +586,7 @@ def finish(model: VAE, history: list, stopper: EarlyStopping | None, epochs: int
 COVARIATE_WEIGHTS = tuple(f"{part}.nn.{i}.weight" for part in ("encoder", "decoder") for i in COVARIATE_LAYERS)
 
 
-def covariate_surgery(model: VAE, old: list[list[str]], new: list[list[str]]) -> tuple[VAE, dict]:
+def covariate_surgery(model: IVAE, old: list[list[str]], new: list[list[str]]) -> tuple[IVAE, dict]:
     """``model`` grown from covariate categories ``old`` to ``new`` (each old list a prefix
     of its new one), and the ``trainable`` masks of fit() that let only the new categories'
     weights learn (scArches' architecture surgery, Lotfollahi et al. 2022).
@@ -598,7 +598,7 @@ def covariate_surgery(model: VAE, old: list[list[str]], new: list[list[str]]) ->
     """
     if len(old) != len(new) or any(list(n[:len(o)]) != list(o) for o, n in zip(old, new)):
         raise ValueError("new covariate categories must extend the old ones, covariate by covariate")
-    grown = VAE(model.encoder.nn[0].in_features - sum(map(len, old)), model.encoder.nn[0].out_features,
+    grown = IVAE(model.encoder.nn[0].in_features - sum(map(len, old)), model.encoder.nn[0].out_features,
                 model.encoder.latent_dim, model.latent_encoder.out_features, tuple(map(len, new)))
     state, trainable = dict(model.state_dict()), {}
     old_offsets, new_offsets = np.cumsum([0, *map(len, old)]), np.cumsum([0, *map(len, new)])
@@ -852,7 +852,7 @@ def read_training_data(path, keys: list[str]):
     return counts, genes, codes, categories
 
 
-def write_model(path, model: VAE, history: pd.DataFrame, *, genes, model_settings: ModelSettings,
+def write_model(path, model: IVAE, history: pd.DataFrame, *, genes, model_settings: ModelSettings,
                 settings: TrainSettings, device: torch.device, covariates: dict, n_cells: int) -> None:
     """The trained model with what it was trained on, with and by (save_checkpoint)."""
     save_checkpoint(
