@@ -617,7 +617,8 @@ def test_progress_line_rate_and_time_left():
     # an atlas: within the first of two epochs
     assert format_progress(0.5, 2, 600.0, 1_000_000) == \
         "0.5 of 2 epochs (25%): 0.05 epochs/min, 833 cells/s; about 30.0 min left"
-    assert format_progress(300, 400, 10.0, 640).startswith("300.0 of 400 epochs (75%): 1,800 epochs/min, 19,200 cells/s")
+    assert format_progress(300, 400, 10.0, 640).startswith(
+        "300.0 of 400 epochs (75%): 1,800 epochs/min, 19,200 cells/s")
     assert [format_duration(s) for s in (42.4, 750, 11_520, float("inf"))] == ["42 s", "12.5 min", "3.2 h", "? s"]
 
 

@@ -453,7 +453,8 @@ def check_finite(row: dict) -> None:
     bad = [k for k in row if k not in ("epoch", "seconds") and not np.isfinite(row[k])]
     if bad:
         raise FloatingPointError(
-            f"training diverged at epoch {row['epoch']}: non-finite {', '.join(bad)}; lower train.lr or check the input."
+            f"training diverged at epoch {row['epoch']}: non-finite {', '.join(bad)}; "
+            "lower train.lr or check the input."
         )
 
 
