@@ -177,7 +177,7 @@ def prepare_counts(args) -> tuple[Path, int, int]:
         return path, counts.shape[0], counts.shape[1]
 
     sys.path.insert(0, str(SCRIPTS))
-    from common_io import setup_logging
+    from rule_io import setup_logging
     from obtain import obtain
 
     if not raw.exists():

@@ -76,7 +76,7 @@ timeout 60 python3 - <<'EOF'
 import glob, sys, time
 import scipy.sparse as sp
 sys.path.insert(0, "workflow/scripts")
-from common_io import setup_logging
+from rule_io import setup_logging
 from model import ModelSettings
 from train import TrainSettings, fit
 setup_logging(None)

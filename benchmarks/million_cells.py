@@ -89,7 +89,7 @@ def make_input(n_cells: int, dest: Path, cache: Path, *, min_depth: float = 0.5,
     """Write ``n_cells`` thinned Kang cells to ``dest`` (CSR .h5ad, written by chunks)."""
     import anndata as ad
 
-    from common_io import setup_logging
+    from rule_io import setup_logging
     from obtain import obtain
     from stream import H5adWriter
 

@@ -245,3 +245,26 @@ def write_loom(adata, path: Path, *, strings: str = "fixed", layers: dict | None
         f.create_group("col_graphs")
         f.create_group("row_graphs")
     return path
+
+
+def check_figure_files(pdf, png, width_in):
+    """PDF with editable TrueType text; PNG at >= 300 dpi for the intended width, not blank."""
+    from matplotlib.image import imread
+
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    assert b"/FontFile2" in data  # TrueType embedded: text stays editable
+    img = imread(png)
+    assert img.shape[1] >= width_in * 300 * 0.9, img.shape
+    assert img[..., :3].std() > 0.05  # not blank
+
+
+@pytest.fixture(scope="session")
+def clusters_20000():
+    """20,000 cells in 8 Gaussian clusters in 10 dimensions, and their cluster ids: above every
+    size switch (scanpy's neighbours use pynndescent above 8,192 cells, UMAP runs 200 epochs
+    above 10,000, the silhouette is subsampled above 10,000)."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=8.0, size=(8, 10))
+    labels = rng.integers(0, 8, 20_000)
+    return (centres[labels] + rng.normal(size=(20_000, 10))).astype(np.float32), labels

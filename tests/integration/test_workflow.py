@@ -210,7 +210,7 @@ def test_sweep(run):
 
 def test_names_of_any_form_survive_every_file(run):
     """Cells and genes named like numbers, with spaces, non-ASCII or twice: every file keeps them."""
-    from common_io import read_cell_table
+    from cell_table import read_cell_table
     from conftest import ODD_CELL_NAMES
 
     workdir, _ = run

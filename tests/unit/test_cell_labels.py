@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from cell_labels import UNASSIGNED, annotate_clusters, cell_labels
-from common_io import InputError
+from rule_io import InputError
 from preprocess import preprocess
 
 PBMC_MARKERS = {

@@ -320,7 +320,7 @@ def _labels(tmp_path, data, label_key):
     import anndata as ad
 
     from cell_labels import cell_labels
-    from common_io import write_cell_table
+    from cell_table import write_cell_table
 
     path = tmp_path / f"cell_labels_{label_key}.tsv"
     write_cell_table(cell_labels(ad.read_h5ad(data), label_key=label_key, markers=None), path)
@@ -379,7 +379,7 @@ def test_entries_write_rows_and_summary(lognorm, tmp_path):
 def test_run_entry_rejects_mismatched_cells(lognorm, tmp_path):
     import anndata as ad
 
-    from common_io import InputError
+    from rule_io import InputError
 
     X, obs = lognorm
     data = tmp_path / "preprocessed.h5ad"
@@ -395,7 +395,7 @@ def test_run_entry_rejects_mismatched_cells(lognorm, tmp_path):
 
 def test_read_reference_keeps_numeric_cell_names(tmp_path):
     """Cell names that all look like numbers ("0001", "3348") are names, not integers."""
-    from common_io import write_cell_table
+    from cell_table import write_cell_table
 
     names = pd.Index(["0001", "3348", "12", "007"], name="cell")
     table = pd.DataFrame({"cluster": ["0", "1", "0", "1"], "label": ["1", "2", "1", "2"],
@@ -439,3 +439,11 @@ def test_batch_asw_is_scibs_definition():
     expected = np.mean([np.mean(1 - np.abs(silhouette_samples(x[cell_type == t], batch[cell_type == t])))
                         for t in ("a", "b")])
     assert batch_mixing(x, batch, cell_type)["batch_ASW"] == pytest.approx(expected)
+
+
+def test_clustering_metrics_of_20000_cells_subsample_the_silhouette(clusters_20000):
+    from metrics import clustering_metrics
+
+    latent, labels = clusters_20000
+    scores = clustering_metrics(latent, labels.astype(str), seed=0)
+    assert scores["ARI"] > 0.95 and 0.5 < scores["ASW"] <= 1 and np.isfinite([scores["CH"], scores["DB"]]).all()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from common_io import InputError
+from rule_io import InputError
 from conftest import REPO
 from obtain import SOURCES, download_distribution, extract_verified
 

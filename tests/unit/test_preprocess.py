@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from common_io import InputError
+from rule_io import InputError
 from preprocess import preprocess
 
 PARAMS = dict(min_genes=50, min_cells=3, max_genes=None, max_pct_mt=None, mt_prefix="MT-",
@@ -325,7 +325,7 @@ def restore_logging():
     """The script's setup_logging points the ``ivae`` logger and sys.excepthook at its log: undo it."""
     import sys
 
-    from common_io import log
+    from rule_io import log
 
     handlers, hook = list(log.handlers), sys.excepthook
     yield
@@ -356,3 +356,17 @@ def test_rule_outputs_are_pinned(batched, tmp_path, case, restore_logging):
            "qc_bounds.tsv": _sha((tmp_path / "qc_bounds.tsv").read_bytes())}
     print(case, got)
     assert got == PINNED_DIGESTS[case]
+
+
+def test_mouse_mitochondrial_genes_found(pbmc68k_counts):
+    from preprocess import preprocess
+
+    src = pbmc68k_counts[:200].copy()
+    src.var_names = ["mt-Co1", "mt-Nd1", *src.var_names[2:]]
+    mt = np.flatnonzero(src.var_names.str.upper().str.startswith("MT-"))  # mt-Co1, mt-Nd1 and MT-ND3
+    assert len(mt) == 3
+    expected = 100 * src.X[:, mt].sum(1).A1 / src.X.sum(1).A1  # before: preprocess consumes its input
+    out, _ = preprocess(src, min_genes=1, min_cells=1, max_genes=None, max_pct_mt=None, mt_prefix="MT-",
+                        n_top_genes=50, target_sum=1e4)
+    np.testing.assert_allclose(out.obs["pct_counts_mt"], expected[np.isin(src.obs_names, out.obs_names)], rtol=1e-5)
+    assert (out.obs["pct_counts_mt"] > 0).any()

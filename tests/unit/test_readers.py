@@ -16,9 +16,10 @@ import scanpy as sc
 import scipy.io
 import scipy.sparse as sp
 
-import common_io
-from common_io import InputError, read_counts
-from conftest import write_10x_mtx, write_loom, write_mtx
+import readers
+from readers import check_counts, read_counts
+from rule_io import InputError
+from conftest import write_10x_h5, write_10x_mtx, write_loom, write_mtx
 
 #: Cell names that a reader must not parse as numbers or mangle.
 ODD_NAMES = ["0001", "3348", "cell 1", "Zelle-ä"]
@@ -182,7 +183,7 @@ def test_loom_errors_name_what_is_missing(src, tmp_path):
 
 def test_loom_read_in_blocks_never_whole(src, tmp_path, monkeypatch):
     path = write_loom(src, tmp_path / "v.loom")
-    monkeypatch.setattr(common_io, "LOOM_BLOCK_VALUES", src.n_vars * 7)  # 7 cells a block: 60 = 8 x 7 + 4
+    monkeypatch.setattr(readers, "LOOM_BLOCK_VALUES", src.n_vars * 7)  # 7 cells a block: 60 = 8 x 7 + 4
     reads = []
     getitem = h5py.Dataset.__getitem__
 
@@ -195,3 +196,100 @@ def test_loom_read_in_blocks_never_whole(src, tmp_path, monkeypatch):
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
     assert_same(read_counts(path), src, gene_ids=ids(src))
     assert reads == [(src.n_vars, 7)] * 8 + [(src.n_vars, 4)]
+
+
+def small(pbmc68k_counts, n=60):
+    return pbmc68k_counts[:n].copy()
+
+
+def assert_same_counts(a, b):
+    assert list(a.var_names) == list(b.var_names)
+    assert list(a.obs_names) == list(b.obs_names)
+    assert sp.issparse(a.X) and a.X.dtype == np.float32
+    np.testing.assert_array_equal(a.X.toarray(), b.X.toarray())
+
+
+def test_read_h5ad_counts_in_x(pbmc68k_h5ad, pbmc68k_counts):
+    a = read_counts(pbmc68k_h5ad, dataset="d")
+    assert_same_counts(a, pbmc68k_counts)
+    assert "bulk_labels" in a.obs
+
+
+def test_read_h5ad_counts_layer(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    src.layers["counts"] = src.X.copy()
+    src.X = sp.csr_matrix(np.log1p(src.X.toarray()))
+    src.write_h5ad(tmp_path / "x.h5ad")
+    assert_same_counts(read_counts(tmp_path / "x.h5ad", counts_layer="counts"), small(pbmc68k_counts))
+    with pytest.raises(InputError, match="log-normalised"):
+        read_counts(tmp_path / "x.h5ad")
+    with pytest.raises(InputError, match="counts_layer 'raw_counts' is not a layer.*'counts'"):
+        read_counts(tmp_path / "x.h5ad", counts_layer="raw_counts")
+
+
+def test_read_10x_directory_and_h5(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    assert_same_counts(read_counts(write_10x_mtx(src, tmp_path / "mtx")), src)
+    assert_same_counts(read_counts(write_10x_h5(src, tmp_path / "m.h5")), src)
+
+
+def test_duplicate_gene_names_made_unique(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    names = list(src.var_names)
+    names[1] = names[0]
+    src.var_names = names
+    src.write_h5ad(tmp_path / "dup.h5ad")
+    a = read_counts(tmp_path / "dup.h5ad")
+    assert a.var_names.is_unique and a.n_vars == src.n_vars
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.array([[1.0, -1.0]]), "negative"),
+    (np.array([[1.0, np.nan]]), "NaN"),
+    (np.array([[1.0, np.inf]]), "NaN or infinite"),
+    (np.array([[1.0, 0.5]]), "non-integer"),
+])
+def test_check_counts_rejects_non_counts(bad, message):
+    with pytest.raises(InputError, match=message):
+        check_counts(sp.csr_matrix(bad), what="dataset 'd' (f.h5ad)")
+    check_counts(sp.csr_matrix(np.array([[0.0, 3.0]])), what="ok")
+
+
+def test_read_errors_name_dataset_and_file(tmp_path):
+    with pytest.raises(InputError, match=r"dataset 'mine' \(.*nope.h5ad\): no such file"):
+        read_counts(tmp_path / "nope.h5ad", dataset="mine")
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(InputError, match="unsupported input"):
+        read_counts(tmp_path / "x.csv", dataset="mine")
+    (tmp_path / "broken.h5ad").write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match=r"dataset 'mine' .*broken.h5ad.*could not be read"):
+        read_counts(tmp_path / "broken.h5ad", dataset="mine")
+
+
+def test_counts_from_raw(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    adata = src.copy()
+    adata.raw = src
+    adata.X = sp.csr_matrix(np.log1p(adata.X.toarray()))
+    adata = adata[:, :100].copy()  # X holds fewer genes than .raw, as after HVG selection
+    adata.write_h5ad(tmp_path / "r.h5ad")
+    assert_same_counts(read_counts(tmp_path / "r.h5ad", counts_layer="raw.X"), src)
+    adata.raw = None
+    adata.write_h5ad(tmp_path / "noraw.h5ad")
+    with pytest.raises(InputError, match="has no .raw"):
+        read_counts(tmp_path / "noraw.h5ad", counts_layer="raw.X")
+
+
+def test_ensembl_ids_replaced_by_symbols(pbmc68k_counts, tmp_path):
+    src = small(pbmc68k_counts)
+    symbols = list(src.var_names)
+    symbols[3] = symbols[2]  # a duplicate symbol
+    src.var["gene_name"] = symbols
+    src.var_names = [f"ENSG{i:011d}" for i in range(src.n_vars)]
+    src.write_h5ad(tmp_path / "ens.h5ad")
+    a = read_counts(tmp_path / "ens.h5ad")
+    assert a.var_names[0] == symbols[0] and a.var_names.is_unique
+    assert a.var["gene_ids"].iloc[0] == "ENSG00000000000"
+    src.var = src.var.drop(columns="gene_name")
+    src.write_h5ad(tmp_path / "ens_only.h5ad")
+    assert read_counts(tmp_path / "ens_only.h5ad").var_names[0] == "ENSG00000000000"

@@ -9,7 +9,8 @@ import pytest
 import scipy.sparse as sp
 from conftest import write_10x_h5
 
-from common_io import InputError, read_counts
+from readers import read_counts
+from rule_io import InputError
 from preprocess import preprocess, preprocess_to_file
 from stream import CsrWriter, H5Counts, MemoryCounts, open_counts
 

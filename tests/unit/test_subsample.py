@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from subsample import MIN_PER_LABEL, iter_row_blocks, read_rows, subsample_cells
+from h5ad_parts import iter_row_blocks, read_rows
+from subsample import MIN_PER_LABEL, subsample_cells
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -192,7 +193,7 @@ def test_baselines_and_run_rows_above_max_cells(h5ad, tmp_path):
     import anndata as ad
 
     from cell_labels import cell_labels
-    from common_io import write_cell_table
+    from cell_table import write_cell_table
     from baselines import main as main_baselines
     from metrics import METRIC_COLUMNS
     from run_metrics import main as main_run
@@ -332,7 +333,7 @@ def test_adata_file_is_the_in_memory_anndata(model_outputs, tmp_path, max_cells)
 def test_uns_entry_read_alone(tmp_path):
     import anndata as ad
 
-    from subsample import read_uns
+    from h5ad_parts import read_uns
 
     adata = ad.AnnData(obs=pd.DataFrame(index=["a", "b"]))
     adata.uns["ivae"] = {"model_params": {"i_dim": 2}, "train_params": {"irecon": 5.0}}

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import atomic_path, log, read_lognorm, setup_logging
+from h5ad_parts import read_lognorm
+from rule_io import atomic_path, log, setup_logging
 from metrics import METRIC_COLUMNS, batches_for_mixing, embedding_metrics, known_reference, max_cells_param
-from subsample import read_obs, read_rows, subsample_cells, subsample_note
+from h5ad_parts import read_obs, read_rows
+from subsample import subsample_cells, subsample_note
 
 #: FastICA and NMF iterations: enough for these data to converge (a baseline that does
 #: not converge says so in the table's ``note``).

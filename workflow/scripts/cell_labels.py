@@ -25,9 +25,11 @@ used). At or below max_cells nothing changes.
 import numpy as np
 import pandas as pd
 
-from common_io import InputError, log, setup_logging, write_cell_table
+from cell_table import write_cell_table
+from rule_io import InputError, log, setup_logging
 from leiden_reference import reference_labels, subsampled_leiden
-from subsample import iter_row_blocks, matrix_shape, read_obs, read_rows, read_var_names, subsample_cells
+from h5ad_parts import iter_row_blocks, matrix_shape, read_obs, read_rows, read_var_names
+from subsample import subsample_cells
 
 UNASSIGNED = "Unassigned"
 

@@ -27,8 +27,11 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from common_io import atomic_path, covariate_codes, load_checkpoint, log, read_lognorm, setup_logging
-from subsample import iter_row_blocks, matrix_shape, read_obs
+from checkpoint import load_checkpoint
+from covariates import covariate_codes
+from h5ad_parts import read_lognorm
+from rule_io import atomic_path, log, setup_logging
+from h5ad_parts import iter_row_blocks, matrix_shape, read_obs
 
 #: Percentiles of a component between which the decoder's response is read.
 LOW, HIGH = 10, 90
@@ -56,7 +59,7 @@ def expression_correlation(values: np.ndarray, X) -> np.ndarray:
 def blockwise_correlation(values: dict[str, np.ndarray], blocks) -> dict[str, np.ndarray]:
     """``expression_correlation`` of each array of ``values`` (cells x components) with a
     matrix given as ``(first row, block)`` pairs covering its rows in order (e.g.
-    ``subsample.iter_row_blocks``), read once; the same Pearson r from sums accumulated
+    ``h5ad_parts.iter_row_blocks``), read once; the same Pearson r from sums accumulated
     block by block (float64), for matrices too large to hold."""
     v = {name: np.asarray(a, dtype=np.float64) for name, a in values.items()}
     n, sum_x, sum_xx, cross = 0, 0.0, 0.0, dict.fromkeys(v, 0.0)

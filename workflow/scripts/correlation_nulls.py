@@ -15,10 +15,10 @@ reference) and latent_correlation_null.tsv (every null draw, for the figure).
 import numpy as np
 import pandas as pd
 
-from common_io import atomic_path, log, setup_logging
+from rule_io import atomic_path, log, setup_logging
 from correlation import (correlation_matrix, mean_abs_offdiagonal, null_summary, permutation_null, random_module_null,
                          rank_k_reference)
-from subsample import read_obsm, read_uns
+from h5ad_parts import read_obsm, read_uns
 
 
 def correlation_nulls(latent: np.ndarray, after: np.ndarray, i_dim: int, *, n_draws: int,

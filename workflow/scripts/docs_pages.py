@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common_io import atomic_path, log, setup_logging
+from rule_io import atomic_path, log, setup_logging
 from methods import BASELINES, BUILT_IN
 
 

@@ -11,9 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common_io import (InputError, atomic_path, covariate_codes, load_checkpoint, log, read_counts_layer,
-                       read_obs_columns, setup_logging, write_h5ad)
-from subsample import read_obs
+from checkpoint import load_checkpoint
+from covariates import covariate_codes
+from h5ad_parts import read_counts_layer, read_obs_columns
+from rule_io import InputError, atomic_path, log, setup_logging, write_h5ad
+from h5ad_parts import read_obs
 
 
 def embed(model, counts, *, covariates=None, batch_size: int = 4096, device: str | torch.device = "cpu"):

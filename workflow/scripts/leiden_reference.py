@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import cache_umap_compilation
+from numba_cache import cache_umap_compilation
 from sizing import CHUNK_ROWS
 from subsample import subsample_cells
 
@@ -73,7 +73,7 @@ def subsampled_leiden(X_subsample, blocks, n_cells: int, rows, *, seed: int = 0,
 
     ``X_subsample``: the log-normalised rows ``rows`` (sorted indices) of the cells x genes
     matrix; ``blocks``: ``(first row, block)`` pairs covering every row of that matrix in
-    order (e.g. ``subsample.iter_row_blocks``), read once. The subsample's cells get
+    order (e.g. ``h5ad_parts.iter_row_blocks``), read once. The subsample's cells get
     ``leiden_clusters``; each other cell is projected with the subsample's PCA
     ((x - mean) @ PCs, the subsample's gene means) and joins the cluster whose centroid
     (mean of its subsample cells' PCA scores) is nearest in Euclidean distance. Memory: the

@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import InputError, atomic_path, cache_umap_compilation, log, read_cell_table, setup_logging
+from cell_table import read_cell_table
+from numba_cache import cache_umap_compilation
+from rule_io import InputError, atomic_path, log, setup_logging
 from subsample import subsample_cells, subsample_note
 
 #: Fields this script adds to preprocessed.h5ad.

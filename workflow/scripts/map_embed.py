@@ -9,7 +9,7 @@ settings and seed, CUDA when present).
 
 import scipy.sparse as sp
 
-from common_io import InputError, log, setup_logging, write_h5ad
+from rule_io import InputError, log, setup_logging, write_h5ad
 
 
 def main(snakemake) -> None:
@@ -17,7 +17,8 @@ def main(snakemake) -> None:
     import anndata as ad
     import torch
 
-    from common_io import covariate_codes, load_checkpoint
+    from checkpoint import load_checkpoint
+    from covariates import covariate_codes
     from embed import embed
     from model import ModelSettings
     from train import TrainSettings, covariate_surgery, fit, resolve_device

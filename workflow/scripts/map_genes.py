@@ -11,7 +11,8 @@ from dataclasses import fields
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import InputError, atomic_path, log, read_counts, setup_logging, write_h5ad
+from readers import read_counts
+from rule_io import InputError, atomic_path, log, setup_logging, write_h5ad
 from mapping import at_reference_genes, match_genes
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import atomic_path, log, setup_logging, write_h5ad
+from rule_io import atomic_path, log, setup_logging, write_h5ad
 from mapping import transfer_labels
 
 

@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import InputError, log, read_cell_table
+from cell_table import read_cell_table
+from rule_io import InputError, log
 from correlation import as_embedding, correlation_score, participation_ratio
 from methods import BASELINES  # noqa: F401 - the rows of the metrics tables that are not trained models
 from subsample import subsample_cells, subsample_note

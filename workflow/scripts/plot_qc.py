@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, read_cell_table, setup_logging
+from cell_table import read_cell_table
+from rule_io import log, setup_logging
 from qc import TOP_COLUMN
 
 KEPT, REMOVED = plotstyle.OKABE_ITO[4], plotstyle.OKABE_ITO[5]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, setup_logging
+from rule_io import log, setup_logging
 from correlation import covariance_spectrum, participation_ratio
 
 

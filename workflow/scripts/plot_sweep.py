@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, setup_logging
+from rule_io import log, setup_logging
 from methods import SWEPT
 
 METRICS = ["ARI", "NMI", "ASW", "DB", "corr_score", "participation_ratio", "val_nll"]

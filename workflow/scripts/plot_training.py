@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from common_io import log, setup_logging
+from rule_io import log, setup_logging
 
 
 def _kept_epoch(frame: pd.DataFrame):

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import methods  # noqa: E402
-from common_io import atomic_path  # noqa: E402
+from rule_io import atomic_path  # noqa: E402
 
 MM = 1 / 25.4
 SINGLE_COLUMN = 89 * MM  # inches

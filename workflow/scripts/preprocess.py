@@ -38,8 +38,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import (InputError, atomic_path, covariate_codes, log, setup_logging, software_versions,
-                       write_cell_table)
+from cell_table import write_cell_table
+from covariates import covariate_codes
+from rule_io import InputError, atomic_path, log, setup_logging
+from versions import software_versions
 from qc import cell_metrics, qc_bounds, qc_failures, scrublet_doublets
 from stream import H5adWriter, MemoryCounts, clipped_sums, gene_sums, open_counts, row_sums
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import log
+from rule_io import log
 
 #: Number of most-expressed genes whose share of a cell's counts is a QC metric (scanpy's name).
 TOP_N = 20

@@ -6,10 +6,11 @@ training ended, and its held-out loss at the kept epoch (metrics.validation_nll)
 
 import pandas as pd
 
-from common_io import atomic_path, log, read_obs_columns, setup_logging
+from h5ad_parts import read_obs_columns
+from rule_io import atomic_path, log, setup_logging
 from metrics import (METRIC_COLUMNS, batches_for_mixing, embedding_metrics, known_reference, max_cells_param,
                      scale_note, training_end, validation_nll)
-from subsample import read_obsm, read_uns
+from h5ad_parts import read_obsm, read_uns
 
 
 def main(snakemake) -> None:

@@ -8,8 +8,8 @@ used) from model.pt, and the Snakemake that ran the workflow.
 
 import pandas as pd
 
-from common_io import atomic_path, log, setup_logging
-from subsample import read_uns
+from rule_io import atomic_path, log, setup_logging
+from h5ad_parts import read_uns
 
 
 def versions_table(preprocess: dict, train: dict, snakemake_version: str) -> pd.DataFrame:

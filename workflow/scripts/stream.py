@@ -10,7 +10,7 @@ at a time. The sources it reads:
 - ``MemoryCounts``: a CSR matrix already in memory (every other input: Matrix Market,
   .loom, dense or CSC .h5ad, Cell Ranger v2 .h5, and AnnData objects in tests).
 
-``open_counts`` picks one and gives it the same obs and var as ``common_io.read_counts``
+``open_counts`` picks one and gives it the same obs and var as ``readers.read_counts``
 (gene symbols for Ensembl IDs, only Gene Expression features, unique names), so both
 paths give the same result. ``gene_sums``, ``clipped_sums`` and ``row_sums`` are the passes'
 sums over a chunk (compiled). ``CsrWriter`` appends row blocks to a CSR element of an h5ad
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common_io import (GENE_EXPRESSION, RAW_COUNTS, InputError, check_counts, input_format, log, read_counts,
-                       use_gene_symbols)
+from readers import GENE_EXPRESSION, RAW_COUNTS, check_counts, input_format, read_counts, use_gene_symbols
+from rule_io import InputError, log
 
 #: anndata's on-disk encodings (anndata.readthedocs.io, "On-disk format").
 ENCODING = {"encoding-type": "csr_matrix", "encoding-version": "0.1.0"}
@@ -58,7 +58,7 @@ class H5Counts:
 
     ``element``: the group holding the matrix; ``genes``: the columns to keep (None: all);
     ``what`` names the dataset and file in errors. Every cell is checked to hold finite,
-    non-negative integer counts (``common_io.check_counts``) the first time it is read:
+    non-negative integer counts (``readers.check_counts``) the first time it is read:
     the first pass over the cells checks them all, and the later passes skip the check.
     """
 
@@ -109,7 +109,7 @@ def _chunks(source, size: int, rows: np.ndarray | None):
 
 def open_counts(path, *, counts_layer: str | None = None, dataset: str = "dataset"):
     """The counts of ``path`` as a chunked source: ``H5Counts`` where the file allows it,
-    else ``MemoryCounts`` of ``common_io.read_counts``. Obs and var as read_counts gives them."""
+    else ``MemoryCounts`` of ``readers.read_counts``. Obs and var as read_counts gives them."""
     path = Path(path)
     what = f"dataset '{dataset}' ({path})"
     fmt = input_format(path) if path.exists() else None

@@ -28,8 +28,11 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from common_io import (FILE_ONLY, InputError, atomic_path, covariate_codes, log, read_counts_layer,
-                       read_obs_columns, save_checkpoint, setup_logging, software_versions)
+from checkpoint import save_checkpoint
+from covariates import covariate_codes
+from h5ad_parts import read_counts_layer, read_obs_columns
+from rule_io import FILE_ONLY, InputError, atomic_path, log, setup_logging
+from versions import software_versions
 from losses import LOSS_TERMS, LossWeights, ivae_loss
 from model import COVARIATE_LAYERS, IVAE, ModelSettings
 from sizing import auto_epochs

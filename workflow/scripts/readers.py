@@ -1,90 +1,15 @@
-"""I/O shared by the workflow's scripts: logging to the rule's log, atomic writes,
-reading count matrices in the formats users bring, and checkpoints.
+"""Reading count matrices in the formats users bring: .h5ad, 10x .h5 and directories, GEO
+Matrix Market files and .loom; checked to be raw counts."""
 
-Everything here is at the edges; the maths lives in the scripts' core functions.
-"""
-
-
-import contextlib
 import csv
-import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-log = logging.getLogger("ivae")
-
-
-class InputError(ValueError):
-    """Bad user input: the message says which dataset, which file and what to fix."""
-
-
-#: ``log.info(..., extra=FILE_ONLY)``: a detail for the rule's log file, kept off the console
-#: (e.g. every epoch of a training, when several trainings share one console).
-FILE_ONLY = {"file_only": True}
-
-
-def console_filter(record: logging.LogRecord) -> bool:
-    """The console's filter: every warning and error, and the lines not marked FILE_ONLY."""
-    return record.levelno >= logging.WARNING or not getattr(record, "file_only", False)
-
-
-def setup_logging(log_path: str | os.PathLike | None, *, label: str | None = None) -> logging.Logger:
-    """Send the ``ivae`` logger and uncaught exceptions to the rule's log file and stderr.
-
-    Lines logged with ``extra=FILE_ONLY`` go to the log file only; without a log file they go
-    to stderr, the one place left. ``label`` (e.g. the job's dataset and seed) starts every
-    console line, so that the lines of parallel jobs sharing one console say whose they are.
-    """
-    log.setLevel(logging.INFO)
-    log.handlers.clear()
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
-    prefix = f"{label.replace('%', '%%')}: " if label else ""
-    console.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(message)s", "%Y-%m-%d %H:%M:%S"))
-    log.addHandler(console)
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        console.addFilter(console_filter)
-        file = logging.FileHandler(log_path, mode="w")
-        file.setFormatter(fmt)
-        log.addHandler(file)
-
-    def excepthook(exc_type, exc, tb):
-        if issubclass(exc_type, InputError):  # the message is the whole story
-            log.error("%s", exc)
-        else:
-            log.error("uncaught exception", exc_info=(exc_type, exc, tb))
-
-    sys.excepthook = excepthook
-    return log
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds.
-
-    An interrupted run therefore never leaves a truncated file under the final name.
-    The temporary name keeps the suffix, so writers that dispatch on it still work.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_h5ad(adata, path) -> None:
-    with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp, compression="gzip")
+from rule_io import InputError, log
 
 
 def check_counts(X, *, what: str, chunk: int = 1 << 24) -> None:
@@ -114,6 +39,8 @@ def check_counts(X, *, what: str, chunk: int = 1 << 24) -> None:
 
 #: ``counts_layer`` value that takes the counts from ``.raw.X`` (with .raw's genes).
 RAW_COUNTS = "raw.X"
+
+
 #: var columns that hold gene symbols, in the order they are looked for.
 SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "gene_name", "gene_names", "feature_name", "symbol", "name")
 
@@ -139,10 +66,18 @@ def use_gene_symbols(adata) -> None:
 
 #: Matrix Market file names as Cell Ranger writes them; GEO puts a common prefix before them.
 MTX_MATRIX = ("matrix.mtx.gz", "matrix.mtx")
+
+
 MTX_FEATURES = ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv")
+
+
 MTX_BARCODES = ("barcodes.tsv.gz", "barcodes.tsv")
+
+
 #: The feature type kept from a features file with a type column (scanpy's gex_only).
 GENE_EXPRESSION = "Gene Expression"
+
+
 #: What ``path`` may be, for the unsupported-input message.
 ACCEPTED_INPUTS = (
     "an .h5ad file, a 10x .h5 file, a .loom file, or Matrix Market files as Cell Ranger and GEO "
@@ -338,8 +273,14 @@ def gene_expression_only(adata, *, what: str):
 
 #: Loom attributes looked for, in order: gene names, gene IDs, cell names.
 LOOM_GENE_NAMES = ("Gene", "gene_names", "var_names", "gene_symbols", "features")
+
+
 LOOM_GENE_IDS = ("Accession", "gene_ids")
+
+
 LOOM_CELL_NAMES = ("CellID", "obs_names", "cell_names", "barcodes")
+
+
 #: Values of the dense loom matrix read at once: 2**25 (128 MB as float32) is about
 #: 1,200 cells of 27,000 genes; larger blocks read no faster.
 LOOM_BLOCK_VALUES = 1 << 25
@@ -436,203 +377,3 @@ def loom_csr(matrix) -> sp.csr_matrix:
     n_genes, n_cells = matrix.shape
     step = max(1, LOOM_BLOCK_VALUES // max(n_genes, 1))
     return sp.vstack([sp.csr_matrix(matrix[:, lo:lo + step].T) for lo in range(0, n_cells, step)], format="csr")
-
-
-def write_cell_table(table, path) -> None:
-    """Write a per-cell table (index: cell names) as TSV, atomically; ``read_cell_table`` reads it back."""
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index_label=table.index.name or "cell")
-
-
-def read_cell_table(path, *, numeric: tuple[str, ...] = ()) -> pd.DataFrame:
-    """A per-cell TSV as written by ``write_cell_table``, every name kept exactly.
-
-    Cell names and text columns stay strings ("0001", "3348", "NA" and " x " are names,
-    not numbers or missing values); only an empty field is missing. Columns in
-    ``numeric`` are parsed as numbers.
-    """
-    # index_col would parse the names as numbers despite dtype=str: set the index afterwards
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=[""])
-    table = table.set_index(table.columns[0])
-    for column in numeric:
-        table[column] = pd.to_numeric(table[column])
-    return table
-
-
-def covariate_codes(obs, keys, categories=None, *, what: str = "the data"):
-    """Integer codes (cells x len(keys), or None without keys) of categorical obs columns,
-    and each column's categories (sorted strings).
-
-    With ``categories`` (those a model was trained with), the values are coded against
-    them; a value the model never saw, a missing column or a missing value is an InputError
-    naming ``what``.
-    """
-    keys = list(keys)
-    if not keys:
-        return None, []
-    missing = [k for k in keys if k not in obs.columns]
-    if missing:
-        raise InputError(f"{what}: covariate column(s) {missing} not in obs; its columns are {list(obs.columns)}.")
-    codes, found = [], []
-    for i, key in enumerate(keys):
-        values = obs[key]
-        if values.isna().any():
-            raise InputError(f"{what}: obs['{key}'] has {int(values.isna().sum())} missing values; "
-                             "every cell needs one.")
-        values = values.astype(str)
-        known = list(categories[i]) if categories is not None else sorted(values.unique())
-        index = pd.Index(known)
-        coded = index.get_indexer(values)
-        if (coded < 0).any():
-            new = sorted(set(values[coded < 0]))
-            raise InputError(f"{what}: obs['{key}'] has values the model was not trained with: {new} "
-                             f"(it knows {known}).")
-        codes.append(coded)
-        found.append(known)
-    return np.column_stack(codes).astype(np.int64), found
-
-
-def software_versions(packages) -> dict:
-    """Python and the versions of the given packages, as installed where this runs."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def read_counts_layer(path):
-    """Only what training and embedding need from preprocessed.h5ad: (counts CSR, gene names).
-
-    Reads ``layers/counts`` and ``var`` alone, not X, .raw or obs, so an atlas costs only
-    its highly-variable-gene counts in memory.
-    """
-    import h5py
-    from anndata.io import read_elem
-
-    with h5py.File(path, "r") as f:
-        counts = same_index_dtype(sp.csr_matrix(read_elem(f["layers/counts"])))
-        genes = read_elem(f["var"]).index
-    return counts, genes
-
-
-def read_obs_columns(path, keys, *, with_index: bool = False, what: str | None = None) -> pd.DataFrame:
-    """The obs columns ``keys`` of an .h5ad file, in cell order, without the others (and,
-    unless ``with_index``, without the cell names).
-
-    An atlas's obs can hold gigabytes of per-cell strings; a step that needs two
-    covariate columns reads those alone. A missing column is an InputError that lists the
-    columns the file has.
-    """
-    import h5py
-    from anndata.io import read_elem
-
-    keys = list(keys)
-    with h5py.File(path, "r") as f:
-        group = f["obs"]
-        columns = [str(c) for c in np.atleast_1d(group.attrs.get("column-order", []))]
-        missing = [k for k in keys if k not in columns]
-        if missing:
-            raise InputError(f"{what or path}: covariate column(s) {missing} not in obs; its columns are {columns}.")
-        index = pd.Index(read_elem(group[group.attrs["_index"]])) if with_index else None
-        return pd.DataFrame({k: read_elem(group[k]) for k in keys}, index=index)
-
-
-def same_index_dtype(X: sp.csr_matrix) -> sp.csr_matrix:
-    """X with ``indices`` and ``indptr`` of one integer type (int32 when it holds them), in place.
-
-    anndata reads int32 indices with an int64 indptr; scipy's routines then convert both
-    arrays to a common type at every slice of rows, copying the whole matrix each time
-    (slicing an atlas into batches became quadratic: minutes per embedding at 4 M cells).
-    """
-    dtype = np.int32 if max(X.nnz, *X.shape) < np.iinfo(np.int32).max else np.int64
-    if X.indices.dtype != dtype:
-        X.indices = X.indices.astype(dtype)
-    if X.indptr.dtype != dtype:
-        X.indptr = X.indptr.astype(dtype)
-    return X
-
-
-def read_lognorm(path):
-    """(X, obs) of preprocessed.h5ad: the log-normalised HVG matrix and obs, not .raw or layers."""
-    import h5py
-    from anndata.io import read_elem
-
-    with h5py.File(path, "r") as f:
-        X = read_elem(f["X"])
-        obs = read_elem(f["obs"])
-    return X, obs
-
-
-def save_checkpoint(path, model, *, gene_names, model_params: dict, train_params: dict, extra: dict | None = None):
-    """Write everything needed to rebuild the model and embed new cells.
-
-    ``model_params`` are the model's constructor arguments (``n_genes`` = the number of
-    ``gene_names``, widths, covariate categories).
-    """
-    import torch
-
-    if model_params["n_genes"] != len(gene_names):
-        raise ValueError(f"n_genes={model_params['n_genes']} but {len(gene_names)} gene names")
-    payload = {
-        "format": "ivae-workflow/1",
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "model_params": {k: list(v) if isinstance(v, tuple) else v for k, v in model_params.items()},
-        "train_params": dict(train_params),
-        "gene_names": list(map(str, gene_names)),
-        **(extra or {}),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Return ``(model, payload)`` with the model rebuilt, weights loaded, in eval mode."""
-    import torch
-
-    from model import VAE
-
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if payload.get("format") != "ivae-workflow/1":
-        raise InputError(f"{path}: not an ivae-workflow checkpoint.")
-    params = payload["model_params"]
-    model = VAE(**{**params, "n_categories": tuple(params.get("n_categories", ()))})
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
-    return model, payload
-
-
-def cache_umap_compilation() -> int:
-    """Let numba keep umap-learn's compiled code on disk, so that later jobs reuse it.
-
-    umap-learn declares its numba functions (the neighbour graph's fuzzy simplicial set,
-    the layout optimiser) without ``cache=True``, so every process that builds a scanpy
-    neighbour graph or a UMAP compiles them again: about 4.5 s of a 10 s job on 700
-    cells, in every one of the several such jobs per dataset. This turns numba's cache on
-    for them before first use (in umap's ``__pycache__``, or numba's per-user cache where
-    that is read-only; ``NUMBA_CACHE_DIR`` moves it). The compiled code, and so every
-    result, is the same. Returns how many functions it enabled (0 without umap-learn).
-    """
-    import importlib
-
-    try:
-        from numba.core.caching import NullCache
-        from numba.core.dispatcher import Dispatcher
-    except ImportError:
-        return 0
-    enabled = 0
-    for name in ("umap.umap_", "umap.layouts", "umap.utils", "umap.spectral", "umap.distances", "umap.sparse"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        for obj in vars(module).values():
-            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
-                obj.enable_caching()
-                enabled += 1
-    return enabled
