@@ -428,6 +428,28 @@ def main_seed_file(method, name):
     return get
 
 
+def default_methods_param(wildcards):
+    return default_methods(wildcards.dataset)
+
+
+def main_training_logs(wildcards):
+    """The training logs of every default method's model at train.seed."""
+    return [
+        main_seed_file(m, "training_log.tsv")(wildcards)
+        for m in default_methods(wildcards.dataset)
+    ]
+
+
+def default_irecon(wildcards):
+    """Each default method's irecon weight (its objective's module term), by method."""
+    return {
+        m: {**train_params(wildcards), **method_overrides(wildcards.dataset, m)[1]}[
+            "irecon"
+        ]
+        for m in default_methods(wildcards.dataset)
+    }
+
+
 def main_run_file(name):
     """Input function: a file of the dataset's main model (the iVAE at train.seed)."""
     return main_seed_file(methods.MAIN, name)
@@ -438,10 +460,6 @@ def sweep_defaults(wildcards):
     settings = {**model_params(wildcards), **train_params(wildcards)}
     swept = [*config["sweep"]["model"], *config["sweep"]["train"]]
     return {key: settings[key] for key in swept}
-
-
-def irecon_param(wildcards):
-    return train_params(wildcards)["irecon"]
 
 
 def covariate_keys(wildcards):

@@ -73,11 +73,10 @@ rule plot_embeddings:
 
 
 rule plot_training:
-    """Training and validation loss per epoch of the iVAE and its controls."""
+    """Training and validation loss per epoch of the iVAE and its controls (the models of
+    the default run, at train.seed)."""
     input:
-        iVAE=main_run_file("training_log.tsv"),
-        VAE=main_seed_file("VAE", "training_log.tsv"),
-        narrow=main_seed_file("VAE-narrow", "training_log.tsv"),
+        main_training_logs,
     output:
         pdf="results/{dataset}/figures/training_curves.pdf",
         png=report(
@@ -96,7 +95,9 @@ rule plot_training:
     resources:
         mem_mb=2000,
     params:
-        irecon=irecon_param,
+        methods=default_methods_param,
+        irecon=default_irecon,
+        colours=colours_of(default_methods),
     script:
         "../scripts/plot_training.py"
 

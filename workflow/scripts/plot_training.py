@@ -31,9 +31,11 @@ def _style(ax, ylabel):
     ax.spines[["top", "right"]].set_visible(False)
 
 
-def plot_training_curves(logs: dict, *, dataset: str, pdf, png, irecon: dict | None = None) -> list:
+def plot_training_curves(logs: dict, *, dataset: str, pdf, png, irecon: dict | None = None,
+                         colours: dict | None = None) -> list:
     """``logs``: model name -> training_log.tsv frame; ``irecon``: model name -> its irecon
-    weight (to undo the weighting of the module's NLL). Returns the panel titles drawn."""
+    weight (to undo the weighting of the module's NLL); ``colours``: model name -> colour.
+    Returns the panel titles drawn."""
     import matplotlib.pyplot as plt
 
     plotstyle.apply()
@@ -43,7 +45,7 @@ def plot_training_curves(logs: dict, *, dataset: str, pdf, png, irecon: dict | N
                              layout="constrained")
     titles = []
     for ax, (name, frame) in zip(axes, logs.items()):
-        colour = plotstyle.method_colour(name)
+        colour = plotstyle.method_colour(name, colours)
         ax.plot(frame["epoch"], frame["loss"], color=colour, lw=1.0, label="training cells")
         if "val_loss" in frame:
             ax.plot(frame["epoch"], frame["val_loss"], color=colour, lw=1.0, ls="--", label="held-out cells")
@@ -64,7 +66,7 @@ def plot_training_curves(logs: dict, *, dataset: str, pdf, png, irecon: dict | N
     for name, frame in logs.items():
         if "val_recon" not in frame:
             continue
-        colour = plotstyle.method_colour(name)
+        colour = plotstyle.method_colour(name, colours)
         ax.plot(frame["epoch"], frame["val_recon"], color=colour, lw=1.0, label=f"{name}, from z")
         weight = irecon.get(name, 0.0)
         if weight > 0 and "val_irecon" in frame:
@@ -85,10 +87,11 @@ def plot_training_curves(logs: dict, *, dataset: str, pdf, png, irecon: dict | N
 
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
-    logs = {name: pd.read_csv(path, sep="\t") for name, path in
-            (("iVAE", snakemake.input.iVAE), ("VAE", snakemake.input.VAE), ("VAE-narrow", snakemake.input.narrow))}
+    logs = {name: pd.read_csv(path, sep="\t")
+            for name, path in zip(snakemake.params.methods, snakemake.input, strict=True)}
     titles = plot_training_curves(logs, dataset=snakemake.wildcards.dataset, pdf=snakemake.output.pdf,
-                                  png=snakemake.output.png, irecon={"iVAE": float(snakemake.params.irecon)})
+                                  png=snakemake.output.png, irecon=dict(snakemake.params.irecon),
+                                  colours=snakemake.params.colours)
     log.info("drew %s", "; ".join(titles))
 
 
