@@ -5,7 +5,7 @@ on the sample, through `snakemake` in a subprocess; then a new sample mapped ont
 Above ~9,000 cells scanpy's neighbours use pynndescent (the path that crashed with
 pynndescent 0.7), UMAP runs fewer epochs and the silhouette is subsampled; see
 tests/unit/test_scale.py for the same paths in isolation. With ``evaluation.max_cells`` at
-5,000 the atlas-scale paths run end to end as well (tests/unit/test_subsample.py): Leiden
+2,000 the atlas-scale paths run end to end as well (tests/unit/test_subsample.py): Leiden
 on a subsample with nearest-centroid assignment, MiniBatchKMeans, the baselines on a
 subsample, the UMAPs of a subsample.
 """
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reacha
 
 #: Fewer epochs and genes than the defaults: what this test is about is the number of cells.
 CONFIG = {"datasets": {"kang": {"source": "kang2018_ifnb", "batch_key": "sample"}},
-          "preprocess": {"n_top_genes": 500}, "train": {"epochs": 3}, "evaluation": {"seeds": [0], "null_draws": 20, "max_cells": 5000}}
+          "preprocess": {"n_top_genes": 500}, "train": {"epochs": 3}, "evaluation": {"seeds": [0], "null_draws": 20, "max_cells": 2000}}
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +46,20 @@ def test_default_target_on_13999_cells_with_a_sample_covariate(kang):
     # no cell-type labels here: batch mixing within Leiden clusters of the uncorrected data would
     # mean little, so it is left out (NaN); the labelled multi-sample evidence run computes it
     assert metrics[["batch_ASW", "graph_connectivity", "batch_entropy"]].isna().all().all()
-    # above max_cells (5,000): every output says what ran on a subsample
-    assert labels["leiden_subsample"].eq("True").sum() == 5000 and labels["cluster"].notna().all()
-    assert "Leiden on a uniform subsample of 5000 cells" in (kang / "logs" / "cell_labels" / "kang.log").read_text()
+    # above max_cells (2,000): every output says what ran on a subsample
+    assert labels["leiden_subsample"].eq("True").sum() == 2000 and labels["cluster"].notna().all()
+    assert "Leiden on a uniform subsample of 2000 cells" in (kang / "logs" / "cell_labels" / "kang.log").read_text()
     notes = metrics.set_index("method")["note"]
     assert notes[["iVAE", "VAE", "VAE-narrow"]].str.contains("MiniBatchKMeans (n_init 3, batch 4096) on all",
                                                              regex=False).all()
     assert notes[["PCA", "ICA", "NMF", "FA"]].str.contains(
-        f"fitted and scored on a subsample of 5,000 of {pre.n_obs:,} cells (stratified by label)", regex=False).all()
+        f"fitted and scored on a subsample of 2,000 of {pre.n_obs:,} cells (stratified by label)", regex=False).all()
     adata = ad.read_h5ad(res / "adata.h5ad", backed="r")
-    assert adata.obs["umap_subsample"].sum() == 5000 and adata.uns["umap_subsample"]["n_subsample"] == 5000
+    assert adata.obs["umap_subsample"].sum() == 2000 and adata.uns["umap_subsample"]["n_subsample"] == 2000
     umap = np.asarray(adata.obsm["X_umap"])
     assert np.isfinite(umap[adata.obs["umap_subsample"].to_numpy()]).all() and np.isnan(umap).any(axis=1).sum() == \
-        pre.n_obs - 5000
-    assert f"drawing subsample of 5,000 of {pre.n_obs:,} cells, stratified by label" in (
+        pre.n_obs - 2000
+    assert f"drawing subsample of 2,000 of {pre.n_obs:,} cells, stratified by label" in (
         kang / "logs" / "plot_embeddings" / "kang.log").read_text()
     for figure in ("umap", "latent_correlation", "metrics", "qc", "interpretative_embedding", "training_curves",
                    "spectrum", "component_genes"):

@@ -83,7 +83,7 @@ def test_workflow_on_slurm_gpu_jobs_in_parallel(cluster, pbmc68k_counts, tmp_pat
     (tmp_path / "data").mkdir()
     pbmc68k_counts.write_h5ad(tmp_path / "data" / "pbmc68k.h5ad")
     write_config(tmp_path, {"datasets": {"pbmc68k": {"path": "data/pbmc68k.h5ad"}},
-                            **GLOBAL, "train": {**GLOBAL["train"], "epochs": 20}})
+                            **GLOBAL, "train": {**GLOBAL["train"], "epochs": 8}})
     # As docs/cluster.md says: the cluster profile replaces the workstation one (profiles/default).
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--workflow-profile", str(tmp_path / "profile"),
@@ -96,7 +96,7 @@ def test_workflow_on_slurm_gpu_jobs_in_parallel(cluster, pbmc68k_counts, tmp_pat
         run_dir = tmp_path / "results" / "pbmc68k" / "runs" / model / "seed0"
         emb = ad.read_h5ad(run_dir / "embedding.h5ad")
         assert emb.obsm["X_ivae"].shape == (emb.n_obs, 8) and emb.n_obs > 500
-        assert len(pd.read_csv(run_dir / "training_log.tsv", sep="\t")) == 20
+        assert len(pd.read_csv(run_dir / "training_log.tsv", sep="\t")) == 8
 
     jobs = sacct_jobs(cluster)
     assert len(jobs["train"]) == 2, jobs["train"]  # the iVAE's and the VAE's, one rule

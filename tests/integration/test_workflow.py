@@ -208,6 +208,36 @@ def test_sweep(run):
     assert img.shape[1] > 1500 and img[..., :3].std() > 0.1
 
 
+def test_compare(run):
+    """`snakemake compare`: a model of config `compare` is one entry (settings and colour),
+    trained and scored beside the default run's models, drawn in its colour."""
+    from matplotlib.image import imread
+
+    workdir, _ = run
+    original = (workdir / "config.yaml").read_text()
+    cfg = yaml.safe_load(original)
+    cfg["datasets"] = {"pbmc68k": cfg["datasets"]["pbmc68k"]}
+    del cfg["mappings"]
+    cfg["compare"] = {"beta-VAE": {"train": {"irecon": 0.0, "beta": 4.0}, "colour": "#FF00FF"}}
+    write_config(workdir, cfg)
+    try:
+        snakemake(workdir, "compare")
+    finally:
+        (workdir / "config.yaml").write_text(original)
+    res = workdir / "results" / "pbmc68k"
+    table = pd.read_csv(res / "compare" / "metrics.tsv", sep="\t")
+    assert list(dict.fromkeys(table["method"])) == ["iVAE", "VAE", "VAE-narrow", "beta-VAE", "PCA", "ICA", "NMF", "FA"]
+    assert np.isfinite(table[["NMI", "ARI", "ASW"]].to_numpy()).all()
+    log = pd.read_csv(res / "runs" / "beta-VAE" / "seed1" / "training_log.tsv", sep="\t")
+    assert (log["irecon"] == 0).all()
+    ckpt = torch.load(res / "runs" / "beta-VAE" / "seed1" / "model.pt", weights_only=True)
+    assert ckpt["train_params"]["beta"] == 4.0 and ckpt["train_params"]["irecon"] == 0.0
+    img = imread(res / "figures" / "compare_metrics.png")[..., :3]
+    magenta = (img[..., 0] > 0.9) & (img[..., 1] < 0.1) & (img[..., 2] > 0.9)
+    assert magenta.sum() > 100  # the entry's colour is its bars'
+    assert (res / "figures" / "compare_spectrum.png").stat().st_size > 50_000
+
+
 def test_names_of_any_form_survive_every_file(run):
     """Cells and genes named like numbers, with spaces, non-ASCII or twice: every file keeps them."""
     from cell_table import read_cell_table

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from rule_io import atomic_path, log, setup_logging, write_h5ad
 from mapping import transfer_labels
+from numba_cache import cache_umap_compilation
 
 
 def main(snakemake) -> None:
@@ -33,6 +34,7 @@ def main(snakemake) -> None:
     projected.obsm["X_ivae"] = query.obsm["X_ivae"]
     if "umap_subsample" in reference.obs:  # an atlas: its UMAP and graph are of a subsample
         reference = reference[reference.obs["umap_subsample"].to_numpy(dtype=bool)].copy()
+    cache_umap_compilation()  # ingest runs umap's numba code: reuse what earlier jobs compiled
     sc.tl.ingest(projected, reference, obs=None, embedding_method="umap")
     query.obsm["X_umap"] = projected.obsm["X_umap"]
     label_source = str(reference.obs["label_source"].iloc[0])
