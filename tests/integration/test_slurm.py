@@ -128,5 +128,18 @@ def test_profile_slurm_with_default_profile_warns(cluster, pbmc68k_counts, tmp_p
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--profile", str(tmp_path / "profile"), "--workflow-profile", str(REPO / "profiles" / "default"),
            "results/d/preprocessed.h5ad"]
-    run = subprocess.run(cmd, env=cluster, capture_output=True, text=True, timeout=300)
-    assert "GPU jobs are limited to 1 at a time" in run.stdout + run.stderr, run.stdout + run.stderr
+    # The warning comes at the start (onstart): stop the run once it is seen.
+    seen = []
+    with subprocess.Popen(cmd, env=cluster, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
+        try:
+            for line in run.stdout:
+                seen.append(line)
+                if "GPU jobs are limited to 1 at a time" in line:
+                    break
+        finally:
+            run.terminate()
+            try:
+                run.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                run.kill()
+    assert any("GPU jobs are limited to 1 at a time" in line for line in seen), "".join(seen)
