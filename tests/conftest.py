@@ -11,15 +11,23 @@ SCRIPTS = REPO / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 
+#: The extended tier: the conda envs built and the whole workflow run in them, and the
+#: whole workflow on 14,000 cells with a covariate. CI runs them after the default run.
+EXTENDED = {"test_conda_envs.py", "test_large_dataset.py"}
+
+
 def pytest_collection_modifyitems(config, items):
     """Every integration test (a `snakemake` run in a subprocess) is slow; the SLURM tests
-    are also `slurm`. Unit tests that train or cluster for long carry `slow` themselves."""
+    are also `slurm`, the EXTENDED files `extended`. Unit tests that train or cluster for
+    long carry `slow` themselves."""
     for item in items:
         path = Path(str(item.fspath))
         if "integration" in path.parts:
             item.add_marker(pytest.mark.slow)
         if path.name == "test_slurm.py":
             item.add_marker(pytest.mark.slurm)
+        if path.name in EXTENDED:
+            item.add_marker(pytest.mark.extended)
 
 
 def schema_defaults(section: str) -> dict:
