@@ -18,6 +18,7 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/mapping.smk"
 include: "workflow/rules/docs.smk"
+include: "workflow/rules/verdict.smk"
 
 
 onstart:

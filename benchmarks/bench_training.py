@@ -272,7 +272,8 @@ def time_ours(counts, spec: dict, compile_loss: bool = False, mode: str = "defau
     model = ModelSettings(n_genes=counts.shape[1], hidden_dim=HIDDEN_DIM, latent_dim=LATENT_DIM, i_dim=I_DIM)
     settings = TrainSettings(epochs=spec["epochs"], batch_size=bs, lr=LR, **LOSS, seed=spec["seed"],
                              checkpoint_every=spec["epochs"], compile=compile_loss, device=str(spec["device"]),
-                             validation_fraction=0.0, early_stopping=False, patience=1)  # every cell, every epoch
+                             validation_fraction=0.0, test_fraction=0.0, early_stopping=False,
+                             patience=1)  # every cell, every epoch
     start = time.perf_counter()
     _model, history = fit(counts, model, settings, device=spec["device"], compile_mode=mode)
     total = time.perf_counter() - start

@@ -83,7 +83,7 @@ setup_logging(None)
 path = glob.glob("benchmarks/out/data/big_*.npz")[0]
 counts = sp.load_npz(path).tocsr()
 settings = TrainSettings(epochs=1, batch_size=1024, lr=1e-3, beta=1.0, irecon=1.0, dip=0.0, tc=0.0, info=0.0,
-                         seed=0, checkpoint_every=1, compile=True, device="cuda", validation_fraction=0.0,
+                         seed=0, checkpoint_every=1, compile=True, device="cuda", validation_fraction=0.0, test_fraction=0.0,
                          early_stopping=False, patience=1)
 start = time.perf_counter()
 _, history = fit(counts, ModelSettings(counts.shape[1], 128, 10, 4), settings, device="cuda")

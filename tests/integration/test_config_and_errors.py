@@ -101,7 +101,7 @@ def test_per_dataset_evaluation_seeds_and_methods_in_the_plan(tmp_path, counts_f
                                          "b": {"path": counts_file, "evaluation": {"seeds": [0]}}}})
     out = snakemake(tmp_path, "--dry-run").stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], flags=re.M))
-    assert counts["train"] == str(3 * 3 + 3 * 1)  # iVAE/VAE/VAE-narrow x seeds, the main iVAEs among them
+    assert counts["train"] == str(5 * 3 + 5 * 1)  # the iVAE and its 4 controls x seeds, the main iVAEs among them
     assert counts["embed"] == counts["run_metrics"] == counts["train"] and counts["baselines"] == "4"  # one per seed
     assert not {"train_run", "embed_run", "run_metrics_main"} & set(counts)  # one rule per step
 

@@ -42,7 +42,8 @@ def test_default_target_on_13999_cells_with_a_sample_covariate(kang):
     labels = pd.read_csv(res / "cell_labels.tsv", sep="\t", dtype=str)
     assert len(labels) == pre.n_obs and labels["cluster"].nunique() > 5
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
-    assert set(metrics["method"]) == {"iVAE", "VAE", "VAE-narrow", "iVAE-no-covariates", "PCA", "ICA", "NMF", "FA"}
+    assert set(metrics["method"]) == {"iVAE", "VAE", "VAE-narrow", "VAE-beta-matched", "iVAE-stop-gradient",
+                                      "iVAE-no-covariates", "PCA", "ICA", "NMF", "FA"}
     # no cell-type labels here: batch mixing within Leiden clusters of the uncorrected data would
     # mean little, so it is left out (NaN); the labelled multi-sample evidence run computes it
     assert metrics[["batch_ASW", "graph_connectivity", "batch_entropy"]].isna().all().all()

@@ -25,7 +25,7 @@ def test_outputs_contents(run, pbmc68k_counts):
     ckpt = torch.load(main / "model.pt", weights_only=True)
     assert ckpt["gene_names"] == list(pre.var_names)
     assert ckpt["model_params"] == {"n_genes": 500, "hidden_dim": 64, "latent_dim": 8, "i_dim": 4,
-                                    "n_categories": []}
+                                    "n_categories": [], "stop_gradient": False}
     assert ckpt["train_params"]["epochs"] == 25 and ckpt["train_params"]["irecon"] == 5.0
 
     log = pd.read_csv(main / "training_log.tsv", sep="\t")
@@ -76,17 +76,29 @@ def test_metrics_table(run):
     res = workdir / "results" / "pbmc68k"
     labelled = pd.read_csv(res / "metrics.tsv", sep="\t")
     assert list(labelled.columns) == METRIC_COLUMNS
-    assert list(zip(labelled["method"], labelled["seed"])) == [
-        ("iVAE", 0), ("iVAE", 1), ("VAE", 0), ("VAE", 1), ("VAE-narrow", 0), ("VAE-narrow", 1),
+    trained_methods = ["iVAE", "VAE", "VAE-narrow", "VAE-beta-matched", "iVAE-stop-gradient"]
+    assert list(zip(labelled["method"], labelled["seed"])) == [(m, s) for m in trained_methods for s in (0, 1)] + [
         ("PCA", 0), ("ICA", 0), ("NMF", 0), ("FA", 0), ("PCA", 1), ("ICA", 1), ("NMF", 1), ("FA", 1)]
-    assert labelled["stopped_early"].iloc[:6].isin([True, False]).all() and (labelled["epochs_run"].iloc[:6] <= 25).all()
+    n_trained = 2 * len(trained_methods)
+    assert labelled["stopped_early"].iloc[:n_trained].isin([True, False]).all()
+    assert (labelled["epochs_run"].iloc[:n_trained] <= 25).all()
     assert set(labelled["reference"]) == {"labels"}
     values = labelled[["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "corr_score", "participation_ratio"]]
     assert np.isfinite(values.to_numpy()).all()
     assert ((labelled["NMI"] > 0) & (labelled["NMI"] <= 1)).all()
     assert (labelled["corr_score"] >= 0).all() and (labelled["corr_score"] <= 7).all()  # latent_dim - 1
-    trained = labelled[labelled["method"].isin(["iVAE", "VAE", "VAE-narrow"])]
-    assert np.isfinite(trained["val_nll"]).all() and labelled["val_nll_module"].notna().sum() == 2  # iVAE only
+    trained = labelled[labelled["method"].isin(trained_methods)]
+    assert np.isfinite(trained[["test_nelbo", "test_iwae_nll"]].to_numpy()).all()
+    assert (trained["test_iwae_nll"] <= trained["test_nelbo"]).all()  # the tighter bound
+    assert labelled.loc[~labelled["method"].isin(trained_methods), "test_nelbo"].isna().all()
+    likelihood = pd.read_csv(res / "runs" / "VAE" / "seed1" / "test_likelihood.tsv", sep="\t")
+    assert likelihood.loc[0, "samples"] == 100 and 0 < likelihood.loc[0, "test_cells"] < 0.15 * pre_cells(res)
+    matched = pd.read_csv(res / "runs" / "VAE-beta-matched" / "seed0" / "training_log.tsv", sep="\t")
+    assert (matched["irecon"] == 0).all()
+    ckpt = torch.load(res / "runs" / "VAE-beta-matched" / "seed0" / "model.pt", weights_only=True)
+    assert ckpt["train_params"]["beta"] == pytest.approx(1 / 6) and ckpt["train_params"]["irecon"] == 0
+    stopped = torch.load(res / "runs" / "iVAE-stop-gradient" / "seed0" / "model.pt", weights_only=True)
+    assert stopped["model_params"]["stop_gradient"] is True and stopped["train_params"]["irecon"] == 5.0
     narrow = labelled[labelled["method"] == "VAE-narrow"]
     assert (narrow["participation_ratio"] <= 4.0 + 1e-9).all()  # its latent has i_dim = 4 components
     summary = pd.read_csv(res / "metrics_summary.tsv", sep="\t").set_index("method")
@@ -99,7 +111,7 @@ def test_metrics_table(run):
     assert (vae["irecon"] == 0).all() and len(vae) <= 25
     # every trained model of the table in the one layout, the main iVAE (train.seed 0) included
     assert {p.parent.relative_to(res / "runs").as_posix() for p in (res / "runs").glob("*/seed*/model.pt")} == {
-        f"{m}/seed{s}" for m in ("iVAE", "VAE", "VAE-narrow") for s in (0, 1)}
+        f"{m}/seed{s}" for m in trained_methods for s in (0, 1)}
 
 
 def test_correlation_nulls_and_spectrum(run):
@@ -226,7 +238,8 @@ def test_compare(run):
         (workdir / "config.yaml").write_text(original)
     res = workdir / "results" / "pbmc68k"
     table = pd.read_csv(res / "compare" / "metrics.tsv", sep="\t")
-    assert list(dict.fromkeys(table["method"])) == ["iVAE", "VAE", "VAE-narrow", "beta-VAE", "PCA", "ICA", "NMF", "FA"]
+    assert list(dict.fromkeys(table["method"])) == ["iVAE", "VAE", "VAE-narrow", "VAE-beta-matched",
+                                                    "iVAE-stop-gradient", "beta-VAE", "PCA", "ICA", "NMF", "FA"]
     assert np.isfinite(table[["NMI", "ARI", "ASW"]].to_numpy()).all()
     log = pd.read_csv(res / "runs" / "beta-VAE" / "seed1" / "training_log.tsv", sep="\t")
     assert (log["irecon"] == 0).all()
@@ -262,6 +275,10 @@ def test_names_of_any_form_survive_every_file(run):
     assert set(genes["gene"]) == set(pre.var_names)
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
     assert np.isfinite(metrics["ARI"]).all()
+
+
+def pre_cells(res):
+    return ad.read_h5ad(res / "preprocessed.h5ad", backed="r").n_obs
 
 
 def ckpt_genes(path):

@@ -19,7 +19,7 @@ def runs(means: dict, sd: float = 0.01, seeds: int = 3) -> pd.DataFrame:
     for method, mean in means.items():
         for seed in range(seeds):
             rows.append({"method": method, "seed": seed, "ARI": mean + rng.normal(scale=sd), "NMI": mean,
-                         "ASW": 0.2, "participation_ratio": 3.0, "val_nll": 600.0, "reference": "labels"})
+                         "ASW": 0.2, "participation_ratio": 3.0, "test_iwae_nll": 600.0, "reference": "labels"})
     return pd.DataFrame(rows)
 
 
@@ -39,9 +39,9 @@ def test_paired_difference_over_seeds():
 
 def test_tables_and_block_replacement():
     summary = pd.DataFrame([{"method": "iVAE", "n_seeds": 3, **{c: 0.5 for c in ("ARI", "NMI", "ASW", "CH", "DB",
-                             "ASW_kmeans", "corr_score", "participation_ratio", "val_nll")},
+                             "ASW_kmeans", "corr_score", "participation_ratio", "test_iwae_nll")},
                              **{f"{c}_sd": 0.01 for c in ("ARI", "NMI", "ASW", "CH", "DB", "ASW_kmeans", "corr_score",
-                                                           "participation_ratio", "val_nll")}}])
+                                                           "participation_ratio", "test_iwae_nll")}}])
     text = metrics_markdown(summary)
     assert "| iVAE | 3 | 0.500 ± 0.010 |" in text
     begin, end = markers("results")
@@ -133,10 +133,12 @@ def test_summary_shows_the_trained_models_and_the_verdict():
 
 
 def test_verdict_paragraph_is_the_verdicts_first_paragraph():
-    tables = {"a": runs({"iVAE": 0.60, "VAE": 0.50, "VAE-narrow": 0.50})}
+    tables = {"a": runs({"iVAE": 0.60, "VAE": 0.50, "VAE-narrow": 0.50, "VAE-beta-matched": 0.5,
+                         "iVAE-stop-gradient": 0.5})}
     paragraph = verdict_paragraph(tables)
     assert paragraph == verdict_markdown(tables).split("\n\n")[0]
-    assert paragraph.startswith("Over 1 labelled dataset(s), 2 controls") and "|" not in paragraph
+    assert paragraph.startswith("Over 1 labelled dataset(s), 4 controls") and "|" not in paragraph
+    assert "worse in 0," in paragraph and "Holm-corrected" in paragraph  # 0.1 above each control
     assert verdict_paragraph({}) == ""
 
 

@@ -197,3 +197,42 @@ def test_settings_mirror_the_config_schema():
     assert {f.name for f in fields(ModelSettings)} - {"n_genes", "n_categories"} == set(schema_defaults("model"))
     assert {f.name for f in fields(TrainSettings)} == set(schema_defaults("train"))
     assert all(f.default is MISSING for f in fields(TrainSettings))  # no second default in code
+
+
+def test_draws_after_building_do_not_depend_on_the_module():
+    """The module's weights are drawn, then the stream is put back: the encoder's and
+    decoder's weights and every later draw are the same at any i_dim (a model that does not
+    use the module trains the same whatever its width)."""
+    torch.manual_seed(7)
+    narrow = IVAE(N_GENES, HIDDEN, LATENT, 2)
+    after_narrow = torch.randn(5)
+    torch.manual_seed(7)
+    wide = IVAE(N_GENES, HIDDEN, LATENT, LATENT - 1)
+    after_wide = torch.randn(5)
+    assert torch.equal(after_narrow, after_wide)
+    for key, value in narrow.state_dict().items():
+        if not key.startswith("latent_"):
+            assert torch.equal(value, wide.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("stop_gradient", [True, False])
+def test_stopped_gradient_keeps_the_module_from_shaping_z(counts, stop_gradient):
+    """The reconstruction through the module trains the module and the decoder; with the
+    gradient stopped it never reaches the encoder, whose z the module then cannot shape."""
+    torch.manual_seed(0)
+    model = IVAE(N_GENES, HIDDEN, LATENT, I_DIM, stop_gradient=stop_gradient)
+    terms = ivae_loss(model, counts, LossWeights(beta=1.0, irecon=5.0), n_cells=100)
+    terms["irecon"].backward()
+    encoder = [p.grad for p in model.encoder.parameters()]
+    assert all(g is None or not g.any() for g in encoder) == stop_gradient
+    assert all(p.grad is not None and p.grad.any() for p in model.latent_encoder.parameters())
+    assert model.decoder.nn[0].weight.grad.any()
+    # the forward pass is the same either way
+    torch.manual_seed(1)
+    other = IVAE(N_GENES, HIDDEN, LATENT, I_DIM, stop_gradient=not stop_gradient)
+    other.load_state_dict(model.state_dict())
+    torch.manual_seed(2)
+    a = model.embed(counts)
+    b = other.embed(counts)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)

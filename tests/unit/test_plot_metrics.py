@@ -18,14 +18,14 @@ def fake_metrics(reference="labels"):
                          "ASW_kmeans": rng.uniform(0.3, 0.6), "CH_kmeans": rng.uniform(500, 3000),
                          "DB_kmeans": rng.uniform(0.5, 1.0), "corr_score": rng.uniform(0, 3),
                          "participation_ratio": rng.uniform(1, 8),
-                         "val_nll": rng.uniform(600, 700) if seeds > 1 else np.nan, "reference": reference})
+                         "test_iwae_nll": rng.uniform(600, 700) if seeds > 1 else np.nan, "reference": reference})
     return pd.DataFrame(rows)
 
 
 def test_metrics_panels(tmp_path):
     drawn = plot_metrics(fake_metrics(), dataset="toy", pdf=tmp_path / "m.pdf", png=tmp_path / "m.png")
     assert drawn == ["ARI", "NMI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
-                     "participation_ratio", "val_nll"]
+                     "participation_ratio", "test_iwae_nll"]
     check_files(tmp_path / "m.pdf", tmp_path / "m.png", plotstyle.DOUBLE_COLUMN)
 
 

@@ -184,7 +184,7 @@ def test_batch_mixing_runs_on_a_stratified_subsample_above_max_cells():
 
 def _snake(tmp_path, name, step, max_cells, **inputs):
     return SimpleNamespace(input=SimpleNamespace(**inputs), output=[str(tmp_path / f"{name}.tsv")],
-                           params=SimpleNamespace(step=step, method="iVAE", seed=3, eval_seed=0, fit_seed=0,
+                           params=SimpleNamespace(method="iVAE", seed=3, eval_seed=0, fit_seed=0,
                                                   n_components=6, batch_key="batch", max_cells=max_cells),
                            log=[str(tmp_path / f"{name}.log")], threads=1)
 
@@ -214,8 +214,10 @@ def test_baselines_and_run_rows_above_max_cells(h5ad, tmp_path):
     emb.uns["ivae"] = {"train_params": {"irecon": 1.0}}
     emb.write_h5ad(tmp_path / "emb.h5ad")
     pd.DataFrame({"epoch": [1], "val_recon": [1.0]}).to_csv(tmp_path / "log.tsv", sep="\t", index=False)
+    pd.DataFrame([{"test_cells": 70, "samples": 100, "test_nelbo": 1.5, "test_iwae_nll": 1.0}]).to_csv(
+        tmp_path / "likelihood.tsv", sep="\t", index=False)
     run = _snake(tmp_path, "run", "run", 300, embedding=str(tmp_path / "emb.h5ad"), log_tsv=str(tmp_path / "log.tsv"),
-                 labels=str(labels))
+                 likelihood=str(tmp_path / "likelihood.tsv"), labels=str(labels))
     main_run(run)
     row = pd.read_csv(run.output[0], sep="\t", keep_default_na=False)
     assert list(row.columns) == METRIC_COLUMNS

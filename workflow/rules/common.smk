@@ -134,7 +134,9 @@ def method_of(dataset, name):
 
 def method_overrides(dataset, name):
     """(model, train) values of method `name` that differ from the dataset's settings."""
-    return method_of(dataset, name).overrides(dataset_params(dataset, "model"))
+    return method_of(dataset, name).overrides(
+        dataset_params(dataset, "model"), dataset_params(dataset, "train")
+    )
 
 
 def run_dir(dataset, method, seed):
@@ -220,6 +222,14 @@ def eval_seed(wildcards):
 
 def null_draws(wildcards):
     return dataset_params(wildcards.dataset, "evaluation")["null_draws"]
+
+
+def importance_samples(wildcards):
+    return dataset_params(wildcards.dataset, "evaluation")["importance_samples"]
+
+
+def likelihood_cells(wildcards):
+    return dataset_params(wildcards.dataset, "evaluation")["likelihood_cells"]
 
 
 def max_cells_param(wildcards):

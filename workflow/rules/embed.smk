@@ -1,6 +1,6 @@
 rule embed:
-    """Posterior-mean embeddings of every cell by one trained model: eval mode, no
-    gradients, in batches."""
+    """Posterior-mean embeddings of every cell by one trained model (eval mode, no
+    gradients, in batches), and its held-out likelihood on its test cells."""
     input:
         data="results/{dataset}/preprocessed.h5ad",
         model="results/{dataset}/runs/{method}/seed{seed}/model.pt",
@@ -8,6 +8,7 @@ rule embed:
         h5ad="results/{dataset}/runs/{method}/seed{seed}/embedding.h5ad",
         latent="results/{dataset}/runs/{method}/seed{seed}/latent.npy",
         iembed="results/{dataset}/runs/{method}/seed{seed}/iembed.npy",
+        likelihood="results/{dataset}/runs/{method}/seed{seed}/test_likelihood.tsv",
     log:
         "logs/embed/{dataset}/{method}/seed{seed}.log",
     benchmark:
@@ -20,5 +21,8 @@ rule embed:
         runtime=job_runtime("embed", "data"),
     params:
         batch_size=4096,
+        importance_samples=importance_samples,
+        likelihood_cells=likelihood_cells,
+        seed=eval_seed,
     script:
         "../scripts/embed.py"

@@ -24,11 +24,13 @@ rule cell_labels:
 
 
 rule run_metrics:
-    """One trained model's row of the metrics table: clustering against the reference,
-    correlation score, effective dimensionality, held-out NLL."""
+    """One trained model's row of the metrics table: clustering against the reference
+    (KMeans seeded with the training seed), correlation score, effective dimensionality,
+    held-out likelihood."""
     input:
         embedding="results/{dataset}/runs/{method}/seed{seed}/embedding.h5ad",
         log_tsv="results/{dataset}/runs/{method}/seed{seed}/training_log.tsv",
+        likelihood="results/{dataset}/runs/{method}/seed{seed}/test_likelihood.tsv",
         labels="results/{dataset}/cell_labels.tsv",
     output:
         "results/{dataset}/runs/{method}/seed{seed}/run_metrics.tsv",
@@ -45,7 +47,6 @@ rule run_metrics:
     params:
         method="{method}",
         seed="{seed}",
-        eval_seed=eval_seed,
         batch_key=dataset_entry("batch_key"),
         max_cells=max_cells_param,
     script:

@@ -77,8 +77,9 @@ def baseline_embeddings(X_lognorm, n_components: int, *, seed: int = 0,
 
 
 def main(snakemake) -> None:
-    """PCA, ICA, NMF and FA with the iVAE's latent_dim components, fitted with one seed (the
-    training seed they sit beside; scored with the evaluation seed like the models): their rows."""
+    """PCA, ICA, NMF and FA with the iVAE's latent_dim components, fitted and scored (KMeans)
+    with one seed, the training seed they sit beside, like the models; the atlas subsample
+    with the evaluation seed: their rows."""
     import sklearn.cluster  # noqa: F401 - load scikit-learn's OpenMP runtime so that threadpool_limits sees it
     import sklearn.decomposition  # noqa: F401
     from threadpoolctl import threadpool_limits
@@ -107,8 +108,8 @@ def main(snakemake) -> None:
                  fit_seed)
         embeddings, notes = baseline_embeddings(X, n_components, seed=fit_seed)
         rows = [{"method": name, "seed": fit_seed,
-                 **embedding_metrics(e, reference, seed=seed, batch=batch, max_cells=max_cells),
-                 "val_nll": np.nan, "val_nll_module": np.nan, "reference": kind,
+                 **embedding_metrics(e, reference, seed=fit_seed, batch=batch, max_cells=max_cells),
+                 "test_nelbo": np.nan, "test_iwae_nll": np.nan, "reference": kind,
                  "note": "; ".join(n for n in (notes[name], scale) if n)}
                 for name, e in embeddings.items()]
     table = pd.DataFrame(rows, columns=METRIC_COLUMNS)

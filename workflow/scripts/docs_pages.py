@@ -45,9 +45,9 @@ SUMMARY = "summary"
 TEMPLATES = "docs/templates"
 #: Columns of the results tables: (metric, header).
 COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("CH", "CH"), ("DB", "DB"), ("ASW_kmeans", "ASW (own KMeans)"),
-           ("corr_score", "corr. score"), ("participation_ratio", "PR"), ("val_nll", "held-out NLL")]
+           ("corr_score", "corr. score"), ("participation_ratio", "PR"), ("test_iwae_nll", "test NLL")]
 #: Metrics of the verdict: higher is better for all but DB and the NLL.
-VERDICT = {"ARI": 1, "NMI": 1, "ASW": 1, "val_nll": -1}
+VERDICT = {"ARI": 1, "NMI": 1, "ASW": 1, "test_iwae_nll": -1}
 #: The controls of "does the interpretative module help?": the registry's controls that are
 #: conditioned like the iVAE (the one without covariates answers another question).
 MODULE_CONTROLS = [name for name, m in BUILT_IN.items() if m.role == "control" and m.covariates]
@@ -58,7 +58,7 @@ COVARIATE_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW (cell types)")
 SUMMARY_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI")]
 #: Metrics of the evidence tables.
 EVIDENCE_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("participation_ratio", "PR"),
-                    ("val_nll", "held-out NLL")]
+                    ("test_iwae_nll", "test NLL")]
 
 
 def fmt(value: float, sd: float | None = None) -> str:
@@ -132,23 +132,36 @@ def compare(table: pd.DataFrame, a: str, b: str, metric: str) -> tuple[float, fl
 
 
 def verdict_markdown(tables: dict[str, pd.DataFrame]) -> str:
-    """'Does the interpretative module help?': iVAE vs each control on each labelled dataset."""
-    lines = ["| dataset | iVAE vs | " + " | ".join(VERDICT) + " |", "|" + " --- |" * (len(VERDICT) + 2)]
+    """'Does the interpretative module help?': the iVAE against each control on each labelled
+    dataset, each call one of verdicts.py's four (paired intervals over seeds; Holm within
+    each dataset's family; equivalence at the stated margins)."""
+    from verdicts import ALPHA, MARGINS, compare_methods
+
+    metrics = list(VERDICT)
+    lines = ["| dataset | iVAE vs | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 2)]
     calls = []
     for dataset, table in tables.items():
-        for control in MODULE_CONTROLS:
+        comp = compare_methods(table.assign(dataset=dataset), [(MAIN, c) for c in MODULE_CONTROLS], metrics)
+        if comp.empty:
+            continue
+        calls += list(comp["verdict"])
+        for control, rows in comp.groupby("reference", sort=False):
             cells = []
-            for metric, sign in VERDICT.items():
-                diff, se, call = compare(table, MAIN, control, metric)
-                better = {1: "better", -1: "worse"}[int(np.sign(diff) * sign)] if call in ("higher", "lower") else call
-                calls.append(better)
-                cells.append(f"{fmt(diff)} ± {fmt(se)} ({better})" if np.isfinite(diff) else call)
+            for metric in metrics:
+                r = rows[rows["metric"] == metric]
+                if r.empty or not np.isfinite(r["mean"].iloc[0]):
+                    cells.append("–")
+                    continue
+                r = r.iloc[0]
+                cells.append(f"{fmt(r['mean'])} [{fmt(r['low'])}, {fmt(r['high'])}] ({r['verdict']})")
             lines.append(f"| {dataset} | {control} | " + " | ".join(cells) + " |")
-    counts = pd.Series(calls).value_counts()
-    summary = (f"Over {len(tables)} labelled dataset(s), {len(MODULE_CONTROLS)} controls and {len(VERDICT)} measures "
+    counts = pd.Series(calls, dtype=object).value_counts()
+    margins = ", ".join(f"{m} ±{MARGINS[m]:g}" for m in metrics if m in MARGINS)
+    summary = (f"Over {len(tables)} labelled dataset(s), {len(MODULE_CONTROLS)} controls and {len(metrics)} measures "
                f"({len(calls)} comparisons): the iVAE is better in {counts.get('better', 0)}, worse in "
-               f"{counts.get('worse', 0)}, and not different (paired t-test over seeds, 5 %) in "
-               f"{counts.get('no difference', 0)}.")
+               f"{counts.get('worse', 0)}, equivalent in {counts.get('equivalent', 0)} and inconclusive in "
+               f"{counts.get('inconclusive', 0)} (mean paired difference over seeds [95 % CI]; paired t-test and "
+               f"two one-sided tests at margins {margins}, Holm-corrected within each dataset at {ALPHA:.0%}).")
     return summary + "\n\n" + "\n".join(lines)
 
 

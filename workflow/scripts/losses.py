@@ -196,3 +196,35 @@ def ivae_loss(model, counts: torch.Tensor, weights: LossWeights, n_cells: int,
     terms["mmd"] = weights.info * mmd(q_z, torch.randn_like(q_z)) if weights.info else zero
     terms["loss"] = sum(terms.values())
     return terms
+
+
+def log_importance_weights(model, counts: torch.Tensor, n_samples: int,
+                           covariates: torch.Tensor | None = None) -> torch.Tensor:
+    """log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x) for ``n_samples`` draws z_k of
+    q(z | x) per cell (samples x cells): the NB likelihood of the raw counts from z (each
+    cell's total count as library size, as in training), the standard-normal prior and the
+    encoder's posterior with the scale it samples with. Call in eval mode, without gradients.
+    """
+    inf = model.inference(counts, covariates)
+    q_m, scale = inf["q_m"], inf["scale"]
+    z = q_m + scale * torch.randn((n_samples, *q_m.shape), dtype=q_m.dtype, device=q_m.device)
+    log_q = (-0.5 * ((z - q_m) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_prior = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+    onehot = inf["covariates"]
+    n_cells = counts.shape[0]
+    gen = model.generative(z.reshape(n_samples * n_cells, -1), inf["library"].repeat(n_samples, 1),
+                           None if onehot is None else onehot.repeat(n_samples, 1))
+    theta = torch.exp(gen["log_theta"])
+    log_px = log_nb(counts.repeat(n_samples, 1), gen["mu"], theta).sum(-1).reshape(n_samples, n_cells)
+    return log_px + log_prior - log_q
+
+
+def held_out_bounds(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per cell, from K importance weights (samples x cells): the negative ELBO,
+    -(1/K) sum_k log w_k, and the importance-weighted bound's negative,
+    -log((1/K) sum_k w_k) (Burda et al. 2016), which is never above it (Jensen) and
+    approaches -log p(x) as K grows."""
+    k = log_weights.shape[0]
+    nelbo = -log_weights.mean(0)
+    iwae = -(torch.logsumexp(log_weights, 0) - math.log(k))
+    return nelbo, iwae

@@ -44,7 +44,7 @@ def main(snakemake) -> None:
             codes, categories = covariate_codes(query.obs, covariates["keys"], grown, what=what)
             # the reference's training settings and seed, at most surgery_epochs epochs, on this machine
             settings = TrainSettings.from_config({**ckpt["train_params"], "device": "auto", "compile": False,
-                                                  "epochs": snakemake.params.surgery_epochs})
+                                                  "epochs": snakemake.params.surgery_epochs, "test_fraction": 0.0})
             device = resolve_device(settings.device)
             model, _ = fit(sp.csr_matrix(query.X), ModelSettings(**{**ckpt["model_params"],
                                                                     "n_categories": tuple(map(len, grown))}),

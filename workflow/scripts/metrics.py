@@ -16,8 +16,10 @@ variable genes; the ``reference`` column says which):
   right or wrong;
 - corr_score, the paper's correlation score (higher: components more correlated), and
   participation_ratio, the effective number of dimensions of the latent's covariance;
-- for trained models, val_nll: the held-out cells' negative-binomial NLL from z (and
-  val_nll_module, through the interpretative module) at the epoch whose model was kept;
+- for trained models, test_nelbo and test_iwae_nll: on the model's test cells (never
+  trained on, never used for early stopping), the mean negative ELBO and the negative
+  importance-weighted bound of the counts' likelihood (embed.held_out_likelihood), in nats
+  per cell, lower is better;
 - with a ``batch_key`` and cell-type labels, how well the batches mix within cell types
   (``batch_mixing``; NaN otherwise):
   batch_ASW and graph_connectivity as the scIB benchmark defines them (Luecken et al.
@@ -46,7 +48,9 @@ from subsample import subsample_cells, subsample_note
 
 #: Columns of the metrics tables, in order.
 SCORES = ["NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans", "corr_score",
-          "participation_ratio", "val_nll", "val_nll_module", "batch_ASW", "graph_connectivity", "batch_entropy"]
+          "participation_ratio", "test_nelbo", "test_iwae_nll", "batch_ASW", "graph_connectivity", "batch_entropy"]
+#: The held-out likelihood's columns (test_likelihood.tsv of each trained model).
+LIKELIHOOD = ["test_nelbo", "test_iwae_nll"]
 BATCH_SCORES = ["batch_ASW", "graph_connectivity", "batch_entropy"]
 #: How each trained model's training ended: epochs run, the epoch kept, whether early stopping ended it.
 TRAINING = ["epochs_run", "epoch_kept", "stopped_early"]
@@ -110,8 +114,10 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
     - ARI = (sum_ij C(n_ij, 2) - E) / ((sum_i C(a_i, 2) + sum_j C(b_j, 2)) / 2 - E),
       E = sum_i C(a_i, 2) * sum_j C(b_j, 2) / C(n, 2), over the contingency table n_ij of
       K and R with row sums a_i and column sums b_j (Hubert & Arabie's adjusted Rand index);
-    - ASW = mean over cells of (b - a) / max(a, b), a = mean Euclidean distance to the
-      cell's own reference group, b = smallest mean distance to another group; on a
+    - ASW = (s + 1) / 2, as scIB reports the label silhouette (0 to 1, 0.5 for groups no
+      better separated than chance): s = mean over cells of (b - a) / max(a, b), a = mean
+      Euclidean distance to the cell's own reference group, b = smallest mean distance to
+      another group; on a
       random subsample of ``max_cells_silhouette`` cells (``np.random.default_rng(seed)``,
       without replacement) when n is larger, as it costs O(n^2); NaN if the subsample
       holds fewer than two groups;
@@ -120,8 +126,9 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
     - DB = (1/g) sum_k max_{l != k} (s_k + s_l) / |c_k - c_l|, s_k = mean distance of group
       k's cells to c_k;
     - ASW_kmeans, CH_kmeans, DB_kmeans: the same three indices of the KMeans clusters
-      instead of the reference groups (the iVAE paper's variant); NaN when KMeans finds
-      fewer than two clusters.
+      instead of the reference groups (the iVAE paper's variant; its silhouette s is not
+      rescaled, as the paper reports it, -1 to 1); NaN when KMeans finds fewer than two
+      clusters.
 
     Returns ``{"NMI", "ARI", "ASW", "CH", "DB", "ASW_kmeans", "CH_kmeans", "DB_kmeans"}`` as floats. Raises ValueError unless the
     embedding is finite and 2-D, ``reference`` has one label per row, and there are at
@@ -175,7 +182,7 @@ def clustering_metrics(embedding, reference, *, seed: int = 0, max_cells_silhoue
     asw, ch, db = indices(codes)
     asw_k, ch_k, db_k = indices(kmeans)
     return {"NMI": float(normalized_mutual_info_score(codes, kmeans)), "ARI": float(adjusted_rand_score(codes, kmeans)),
-            "ASW": asw, "CH": ch, "DB": db, "ASW_kmeans": asw_k, "CH_kmeans": ch_k, "DB_kmeans": db_k}
+            "ASW": (asw + 1) / 2, "CH": ch, "DB": db, "ASW_kmeans": asw_k, "CH_kmeans": ch_k, "DB_kmeans": db_k}
 
 
 def batch_mixing(embedding, batch, cell_type, *, n_neighbors: int = 15, seed: int = 0,
@@ -259,13 +266,10 @@ def selected_epoch(history: pd.DataFrame) -> pd.Series:
     return history.iloc[-1]
 
 
-def validation_nll(history: pd.DataFrame, irecon: float) -> dict:
-    """val_nll (held-out NB NLL from z) and val_nll_module (through the interpretative
-    module, NaN when irecon = 0: not computed) at the kept epoch; NaN without held-out cells."""
-    row = selected_epoch(history)
-    nll = float(row["val_recon"]) if "val_recon" in row else float("nan")
-    module = float(row["val_irecon"]) / irecon if "val_irecon" in row and irecon > 0 else float("nan")
-    return {"val_nll": nll, "val_nll_module": module}
+def held_out_likelihood(path) -> dict:
+    """test_nelbo and test_iwae_nll from a model's test_likelihood.tsv (NaN without test cells)."""
+    row = pd.read_csv(path, sep="\t").iloc[0]
+    return {column: float(row[column]) for column in LIKELIHOOD}
 
 
 def training_end(history: pd.DataFrame, max_epochs: int) -> dict:

@@ -38,6 +38,7 @@ class ModelSettings:
     latent_dim: int
     i_dim: int
     n_categories: tuple[int, ...] = ()
+    stop_gradient: bool = False
 
 
 def init_weights(module: nn.Module) -> None:
@@ -133,7 +134,7 @@ class IVAE(nn.Module):
     """
 
     def __init__(self, n_genes: int, hidden_dim: int = 128, latent_dim: int = 10, i_dim: int = 2,
-                 n_categories: tuple[int, ...] = ()):
+                 n_categories: tuple[int, ...] = (), stop_gradient: bool = False):
         super().__init__()
         if min(n_genes, hidden_dim, latent_dim, i_dim) < 1:
             raise ValueError(
@@ -148,12 +149,21 @@ class IVAE(nn.Module):
         n_covariates = sum(self.n_categories)
         self.encoder = Encoder(n_genes, hidden_dim, latent_dim, n_covariates)
         self.decoder = Decoder(n_genes, hidden_dim, latent_dim, n_covariates)
+        # The module's initial weights come from the same stream as the seed model's, after
+        # the encoder's and decoder's; the stream is then put back, so that what is drawn
+        # later (sampling, and anything else drawn from torch's default generator) does not
+        # depend on i_dim: a model that does not use the module trains the same at any width.
+        stream = torch.random.get_rng_state()
         self.latent_encoder = nn.Linear(latent_dim, i_dim)
         self.latent_decoder = nn.Linear(i_dim, latent_dim)
+        torch.random.set_rng_state(stream)
+        #: The module sees z with its gradient stopped: it cannot shape z (a control).
+        self.stop_gradient = bool(stop_gradient)
 
     @classmethod
     def from_settings(cls, settings: ModelSettings) -> "IVAE":
-        return cls(settings.n_genes, settings.hidden_dim, settings.latent_dim, settings.i_dim, settings.n_categories)
+        return cls(settings.n_genes, settings.hidden_dim, settings.latent_dim, settings.i_dim, settings.n_categories,
+                   settings.stop_gradient)
 
     def one_hot(self, codes: torch.Tensor | None) -> torch.Tensor | None:
         """Integer covariate codes (cells x covariates) -> concatenated one-hot columns."""
@@ -166,8 +176,10 @@ class IVAE(nn.Module):
                           for i, n in enumerate(self.n_categories)], dim=-1)
 
     def interpret(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(le, ld): the i_dim interpretative embedding of ``z`` and the latent it decodes to."""
-        le = self.latent_encoder(z)
+        """(le, ld): the i_dim interpretative embedding of ``z`` and the latent it decodes to.
+        With ``stop_gradient`` the module sees ``z`` detached: the reconstruction through it
+        trains the module and the decoder, never the encoder."""
+        le = self.latent_encoder(z.detach() if self.stop_gradient else z)
         return le, self.latent_decoder(le)
 
     def inference(self, counts: torch.Tensor, covariates: torch.Tensor | None = None) -> dict:

@@ -21,7 +21,7 @@ from methods import BASELINES
 METRICS = [
     ("ARI", "Adjusted Rand index", "higher is better"),
     ("NMI", "Normalised mutual information", "higher is better"),
-    ("ASW", "Silhouette of the reference groups", "higher is better"),
+    ("ASW", "Silhouette of the reference groups, (s + 1) / 2", "higher is better"),
     ("CH", "Calinski\u2013Harabasz (reference)", "higher is better"),
     ("DB", "Davies\u2013Bouldin (reference)", "lower is better"),
     ("ASW_kmeans", "Silhouette of own KMeans", "paper's variant"),
@@ -29,7 +29,7 @@ METRICS = [
     ("DB_kmeans", "Davies\u2013Bouldin (own KMeans)", "paper's variant; lower"),
     ("corr_score", "Correlation score", "higher: more correlated"),
     ("participation_ratio", "Participation ratio", "effective dimensions"),
-    ("val_nll", "Held-out NB NLL from z", "lower is better"),
+    ("test_iwae_nll", "Test cells' NLL (IWAE bound, nats)", "lower is better"),
     ("batch_ASW", "Batch ASW within cell types", "higher: better mixed"),
     ("graph_connectivity", "kNN graph connectivity", "higher: better mixed"),
     ("batch_entropy", "kNN batch entropy", "higher: better mixed"),

@@ -15,10 +15,10 @@ import plotstyle
 from rule_io import log, setup_logging
 from methods import SWEPT
 
-METRICS = ["ARI", "NMI", "ASW", "DB", "corr_score", "participation_ratio", "val_nll"]
+METRICS = ["ARI", "NMI", "ASW", "DB", "corr_score", "participation_ratio", "test_iwae_nll"]
 BETTER = {"ARI": "higher is better", "NMI": "higher is better", "ASW": "higher is better", "DB": "lower is better",
           "corr_score": "higher: more correlated", "participation_ratio": "effective dimensions",
-          "val_nll": "held-out NLL, lower is better"}
+          "test_iwae_nll": "test NLL (IWAE), lower is better"}
 
 
 def sweep_points(table: pd.DataFrame, defaults: dict) -> pd.DataFrame:

@@ -41,8 +41,14 @@ def plot_training_curves(logs: dict, *, dataset: str, pdf, png, irecon: dict | N
     plotstyle.apply()
     irecon = irecon or {}
     n = len(logs) + 1
-    fig, axes = plt.subplots(1, n, figsize=(plotstyle.DOUBLE_COLUMN, plotstyle.DOUBLE_COLUMN * 0.3),
-                             layout="constrained")
+    ncols = n if n <= 4 else 3  # more models: rows of three panels, each wide enough to read
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(plotstyle.DOUBLE_COLUMN, plotstyle.DOUBLE_COLUMN * 0.3 * nrows),
+                             layout="constrained", squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    axes = axes[:n]
     titles = []
     for ax, (name, frame) in zip(axes, logs.items()):
         colour = plotstyle.method_colour(name, colours)

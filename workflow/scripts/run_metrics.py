@@ -1,15 +1,17 @@
 """`run_metrics` rule: one trained model's row of the metrics table.
 
-Its embedding's scores against the reference (metrics.embedding_metrics), how its
-training ended, and its held-out loss at the kept epoch (metrics.validation_nll).
+Its embedding's scores against the reference (metrics.embedding_metrics; KMeans seeded
+with the training seed, so that a seed's models share their evaluation draws and the
+seeds vary both), how its training ended, and its held-out likelihood on its test cells
+(test_likelihood.tsv).
 """
 
 import pandas as pd
 
 from h5ad_parts import read_obs_columns
 from rule_io import atomic_path, log, setup_logging
-from metrics import (METRIC_COLUMNS, batches_for_mixing, embedding_metrics, known_reference, max_cells_param,
-                     scale_note, training_end, validation_nll)
+from metrics import (METRIC_COLUMNS, batches_for_mixing, embedding_metrics, held_out_likelihood, known_reference,
+                     max_cells_param, scale_note, training_end)
 from h5ad_parts import read_obsm, read_uns
 
 
@@ -23,14 +25,13 @@ def main(snakemake) -> None:
     reference, kind, known = known_reference(snakemake.input.labels, obs.index)
     batch = batches_for_mixing(obs, batch_key, known, kind)
     max_cells = max_cells_param(snakemake)
-    scores = embedding_metrics(read_obsm(path, "X_ivae")[known], reference, seed=snakemake.params.eval_seed,
+    scores = embedding_metrics(read_obsm(path, "X_ivae")[known], reference, seed=int(snakemake.params.seed),
                                batch=batch, max_cells=max_cells)
     history = pd.read_csv(snakemake.input.log_tsv, sep="\t")
     ivae = read_uns(path, "ivae")
-    train_params = ivae["train_params"]
     max_epochs = int(ivae.get("epochs", history["epoch"].max()))
     row = {"method": snakemake.params.method, "seed": int(snakemake.params.seed), **scores,
-           **validation_nll(history, float(train_params["irecon"])), **training_end(history, max_epochs),
+           **held_out_likelihood(snakemake.input.likelihood), **training_end(history, max_epochs),
            "reference": kind, "note": scale_note(len(reference), max_cells, batch is not None)}
     table = pd.DataFrame([row], columns=METRIC_COLUMNS)
     log.info("\n%s", table.to_string(index=False))

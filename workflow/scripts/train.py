@@ -56,6 +56,7 @@ class TrainSettings:
     compile: str | bool
     device: str
     validation_fraction: float
+    test_fraction: float
     early_stopping: bool
     patience: int
 
@@ -76,13 +77,26 @@ class TrainSettings:
         return auto_epochs(n_cells) if self.epochs == "auto" else int(self.epochs)
 
 
-def validation_split(n_cells: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training cells, validation cells): a seeded random ``fraction`` of the cells held
-    out (at least one cell when the fraction is positive), both sorted."""
-    n_val = int(round(n_cells * fraction)) if fraction > 0 else 0
-    n_val = max(n_val, 1) if fraction > 0 else 0
+def held_out_split(n_cells: int, validation_fraction: float, test_fraction: float,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(training, validation, test cells), each sorted: one seeded permutation of the cells,
+    its first ``validation_fraction`` for validation (early stopping), the next
+    ``test_fraction`` for testing (never trained on, never used to choose an epoch), the
+    rest for training; a positive fraction holds out at least one cell. With no test cells
+    the split is the validation split of earlier versions."""
+
+    def size(fraction: float) -> int:
+        return max(int(round(n_cells * fraction)), 1) if fraction > 0 else 0
+
+    n_val, n_test = size(validation_fraction), size(test_fraction)
     order = np.random.default_rng(seed).permutation(n_cells)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    return np.sort(order[n_val + n_test:]), np.sort(order[:n_val]), np.sort(order[n_val:n_val + n_test])
+
+
+def validation_split(n_cells: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training cells, validation cells) without test cells (held_out_split)."""
+    train, val, _ = held_out_split(n_cells, fraction, 0.0, seed)
+    return train, val
 
 
 def resolve_device(name: str) -> torch.device:
@@ -301,7 +315,7 @@ def fit(
     checkpoints = Checkpoints(checkpoint_path, run_fingerprint(counts, codes, model_settings, settings, epochs, device),
                               settings.checkpoint_every, epochs)
     history = checkpoints.resume(training, stopper)
-    log.info("%s", format_start(training, len(val_idx), resumed_after=len(history)))
+    log.info("%s", format_start(training, counts.shape[0] - len(train_idx), resumed_after=len(history)))
     progress = Progress(epochs, training.n_batches, settings.batch_size, settings.early_stopping,
                         first_epoch=len(history) + 1)
     run_epochs(training, history, stopper, checkpoints, progress, on_epoch)
@@ -313,18 +327,20 @@ def fit(
 # --- the parts of fit(), in its order ------------------------------------------------------
 
 def split_cells(counts, model_settings: ModelSettings, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(training cells, held-out cells) of ``counts`` (validation_split), once the counts,
-    the model and the settings are checked to fit together."""
+    """(training cells, validation cells) of ``counts`` (held_out_split; the test cells are
+    left out of both), once the counts, the model and the settings are checked to fit
+    together."""
     n_cells, n_genes = counts.shape
     if n_genes != model_settings.n_genes:
         raise ValueError(f"the counts have {n_genes} genes, the model settings {model_settings.n_genes}")
     if settings.early_stopping and settings.validation_fraction <= 0:
         raise InputError("train.early_stopping needs held-out cells: set train.validation_fraction > 0.")
-    train_idx, val_idx = validation_split(n_cells, settings.validation_fraction, settings.seed)
+    train_idx, val_idx, test_idx = held_out_split(n_cells, settings.validation_fraction, settings.test_fraction,
+                                                  settings.seed)
     if len(train_idx) < settings.batch_size:
         raise InputError(
-            f"{len(train_idx)} training cells ({n_cells} cells, {len(val_idx)} held out) is fewer than one batch "
-            f"(train.batch_size={settings.batch_size}); lower batch_size."
+            f"{len(train_idx)} training cells ({n_cells} cells, {len(val_idx) + len(test_idx)} held out) is fewer "
+            f"than one batch (train.batch_size={settings.batch_size}); lower batch_size."
         )
     return train_idx, val_idx
 
@@ -603,7 +619,8 @@ def covariate_surgery(model: IVAE, old: list[list[str]], new: list[list[str]]) -
     if len(old) != len(new) or any(list(n[:len(o)]) != list(o) for o, n in zip(old, new)):
         raise ValueError("new covariate categories must extend the old ones, covariate by covariate")
     grown = IVAE(model.encoder.nn[0].in_features - sum(map(len, old)), model.encoder.nn[0].out_features,
-                model.encoder.latent_dim, model.latent_encoder.out_features, tuple(map(len, new)))
+                 model.encoder.latent_dim, model.latent_encoder.out_features, tuple(map(len, new)),
+                 stop_gradient=model.stop_gradient)
     state, trainable = dict(model.state_dict()), {}
     old_offsets, new_offsets = np.cumsum([0, *map(len, old)]), np.cumsum([0, *map(len, new)])
     for name in COVARIATE_WEIGHTS:
@@ -862,7 +879,10 @@ def write_model(path, model: IVAE, history: pd.DataFrame, *, genes, model_settin
     save_checkpoint(
         path, model, gene_names=genes, model_params=asdict(model_settings),
         train_params={**asdict(settings), "device": str(device)},
-        extra={"n_cells": n_cells, "epochs": history.attrs["max_epochs"], "covariates": covariates, "software": {
+        extra={"n_cells": n_cells, "epochs": history.attrs["max_epochs"], "covariates": covariates,
+               "test_cells": torch.as_tensor(held_out_split(n_cells, settings.validation_fraction,
+                                                            settings.test_fraction, settings.seed)[2]),
+               "software": {
             **software_versions(["torch", "numpy", "anndata"]), "cuda": torch.version.cuda or "none",
             "device": device_name(device),
         }},

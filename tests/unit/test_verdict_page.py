@@ -1,0 +1,55 @@
+"""verdict_page.py: the per-seed table, the verdicts per dataset and pooled, and the page
+written from them alone."""
+
+import numpy as np
+import pandas as pd
+
+from verdict_page import METRICS, REFERENCES, collect_runs, comparisons, page, pooled_table, write_all
+
+
+def metrics_table(path, effect: dict, seeds=10, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(seeds):
+        shared = rng.normal(0, 0.03)  # what a seed's models share (its KMeans draws, its split)
+        for method in ["iVAE", *REFERENCES, "ICA"]:
+            rows.append({"method": method, "seed": s, "ARI": 0.5 + shared + effect.get(method, 0.0)
+                         + rng.normal(0, 0.005), "NMI": 0.6 + shared, "ASW": 0.55 + rng.normal(0, 0.05),
+                         "test_iwae_nll": np.nan if method in ("PCA", "ICA") else 700 + rng.normal(0, 1)})
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return str(path)
+
+
+def test_runs_comparisons_and_page(tmp_path):
+    # the iVAE (effect 0) against references 0.05 better and one equal
+    effect = {r: 0.05 for r in REFERENCES}
+    effect["VAE"] = 0.0
+    tables = {"a": metrics_table(tmp_path / "a.tsv", effect), "b": metrics_table(tmp_path / "b.tsv", effect, seed=1)}
+    runs = collect_runs(tables, {"a": "tuning"})
+    assert set(runs["role"]) == {"tuning", "reporting"} and runs.groupby("dataset")["seed"].nunique().eq(10).all()
+    comp = comparisons(runs)
+    assert len(comp) == 2 * len(REFERENCES) * len(METRICS) - 2  # no NLL for PCA, in each dataset
+    ari = comp[comp["metric"] == "ARI"].set_index(["dataset", "reference"])["verdict"]
+    assert ari[("a", "VAE")] == "equivalent" and ari[("a", "VAE-narrow")] == "worse"
+    # Holm within each dataset's family
+    from verdicts import holm
+    for _, part in comp.groupby("dataset"):
+        np.testing.assert_allclose(part["p_holm"], holm(part["p"]))
+    pool = pooled_table(runs)
+    assert set(pool["role"]) == {"tuning", "reporting"}
+    text = page(runs, comp, pool)
+    assert "## a (tuning)" in text and "## b (reporting)" in text and "**worse**" in text
+    assert "These words come from the verdicts above" in text
+
+
+def test_page_rewritten_from_the_committed_table(tmp_path):
+    tables = {"a": metrics_table(tmp_path / "a.tsv", {"VAE": -0.05})}
+    runs = collect_runs(tables, {})
+    runs.to_csv(tmp_path / "runs.tsv", sep="\t", index=False)
+    write_all(pd.read_csv(tmp_path / "runs.tsv", sep="\t"), tmp_path / "docs")
+    first = (tmp_path / "docs" / "verdict.md").read_text()
+    write_all(pd.read_csv(tmp_path / "runs.tsv", sep="\t"), tmp_path / "docs")
+    assert (tmp_path / "docs" / "verdict.md").read_text() == first  # the same table, the same page
+    comp = pd.read_csv(tmp_path / "docs" / "verdict" / "comparisons.tsv", sep="\t")
+    vae = comp[(comp["reference"] == "VAE") & (comp["metric"] == "ARI")].iloc[0]
+    assert vae["verdict"] == "better" and vae["low"] > 0  # the iVAE 0.05 above a worse VAE

@@ -1,0 +1,155 @@
+"""`verdict` rule: does the interpretative module help? Per-seed runs, verdicts, and the page.
+
+Reads every dataset's ``metrics.tsv`` (the default run's table: the iVAE, its controls and
+the baselines, one row per model and seed) and writes, under the docs folder:
+
+- ``verdict/runs.tsv``: every model x seed x dataset row with the metrics the verdicts use
+  and the dataset's role (``tuning``: the defaults were chosen on it; ``reporting``: not);
+  small, committed beside the docs, so every number of the page traces to its rows;
+- ``verdict/comparisons.tsv``: per dataset, the iVAE against each control (and PCA) on each
+  metric: the paired difference over seeds, its 95 % interval, the paired t-test and the
+  equivalence test (TOST at the metric's margin), both Holm-adjusted within the dataset's
+  family, and the verdict (verdicts.py);
+- ``verdict/pooled.tsv``: per comparison and metric, across the reporting datasets (and,
+  separately, the tuning ones): the mean of the datasets' mean differences with a t
+  interval over datasets, and the signed-rank test over dataset x seed;
+- ``verdict.md``: the page, written from these tables only.
+
+The page can be rewritten from a committed ``runs.tsv`` without rerunning anything:
+``python workflow/scripts/verdict_page.py docs/verdict/runs.tsv docs``.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from methods import BUILT_IN, MAIN
+from rule_io import atomic_path, log, setup_logging
+from verdicts import ALPHA, MARGINS, compare_methods, pooled
+
+#: The metrics of the verdict (higher is better but for the NLL: verdicts.DIRECTION).
+METRICS = ["ARI", "NMI", "ASW", "test_iwae_nll"]
+#: What the iVAE is compared with: every control conditioned like it, and PCA (the
+#: simplest embedding that could explain a clustering score).
+REFERENCES = [name for name, m in BUILT_IN.items() if m.role == "control" and m.covariates] + ["PCA"]
+
+
+def collect_runs(tables: dict[str, str], roles: dict[str, str]) -> pd.DataFrame:
+    """One long table of every dataset's metrics.tsv rows (dataset, role, method, seed, metrics)."""
+    frames = []
+    for dataset, path in tables.items():
+        table = pd.read_csv(path, sep="\t")
+        table.insert(0, "role", roles.get(dataset, "reporting"))
+        table.insert(0, "dataset", dataset)
+        frames.append(table[["dataset", "role", "method", "seed", *[m for m in METRICS if m in table]]])
+    return pd.concat(frames, ignore_index=True)
+
+
+def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
+    """The iVAE against each reference, per dataset (one Holm family per dataset)."""
+    pairs = [(MAIN, reference) for reference in REFERENCES]
+    frames = [compare_methods(part, pairs, METRICS).assign(role=part["role"].iloc[0])
+              for _, part in runs.groupby("dataset", sort=False)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def pooled_table(runs: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for role, part in runs.groupby("role", sort=False):
+        for reference in REFERENCES:
+            for metric in METRICS:
+                if metric in part:
+                    rows.append({"role": role, "method": MAIN, "reference": reference, "metric": metric,
+                                 **pooled(part, MAIN, reference, metric)})
+    return pd.DataFrame(rows)
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    return "–" if not np.isfinite(x) else f"{x:+.{digits}f}"
+
+
+def page(runs: pd.DataFrame, comp: pd.DataFrame, pool: pd.DataFrame) -> str:
+    """The markdown page, from the three tables alone."""
+    seeds = runs.groupby("dataset")["seed"].nunique()
+    roles = runs.drop_duplicates("dataset").set_index("dataset")["role"]
+    lines = [
+        "<!-- Written by `snakemake verdict` from docs/verdict/*.tsv: do not edit by hand. -->",
+        "# Does the interpretative module help? The verdicts",
+        "",
+        f"The iVAE against each control and PCA, per dataset: the mean paired difference over seeds "
+        f"(iVAE − reference) with its 95 % confidence interval, and the verdict: **better** or **worse** where "
+        f"the paired t-test rejects no difference, **equivalent** where two one-sided tests place the difference "
+        f"inside ±margin, **inconclusive** otherwise; both tests Holm-corrected over each dataset's "
+        f"{len(REFERENCES)} comparisons × {len(METRICS)} metrics, at {ALPHA:.0%}. Margins: "
+        + ", ".join(f"{m} ±{MARGINS[m]:g}" for m in METRICS) + " (NLL in nats per cell).",
+        "",
+        "Datasets: " + "; ".join(f"{d} ({roles[d]}, {seeds[d]} seeds)" for d in seeds.index) + ". The defaults "
+        "were chosen on the tuning datasets; the reporting ones were not used to choose anything.",
+        "",
+        "Every number here is computed from `docs/verdict/runs.tsv` (one row per dataset, model and seed), "
+        "which the evidence run writes; `comparisons.tsv` and `pooled.tsv` beside it hold the tests' details.",
+        "",
+    ]
+    for dataset, part in comp.groupby("dataset", sort=False):
+        lines += [f"## {dataset} ({part['role'].iloc[0]})", "",
+                  "| iVAE vs | " + " | ".join(METRICS) + " |", "|" + " --- |" * (len(METRICS) + 1)]
+        for reference, rows in part.groupby("reference", sort=False):
+            cells = []
+            for metric in METRICS:
+                row = rows[rows["metric"] == metric]
+                if row.empty:
+                    cells.append("–")
+                    continue
+                r = row.iloc[0]
+                digits = 2 if metric == "test_iwae_nll" else 3
+                cells.append(f"{fmt(r['mean'], digits)} [{fmt(r['low'], digits)}, {fmt(r['high'], digits)}] "
+                             f"**{r['verdict']}**")
+            lines.append(f"| {reference} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if not pool.empty:
+        lines += ["## Across datasets", "",
+                  "The mean of the datasets' mean differences, with a t interval over datasets (dataset as a "
+                  "random effect), and the Wilcoxon signed-rank test over every dataset × seed difference.", "",
+                  "| datasets | iVAE vs | metric | pooled difference [95 % CI] | signed-rank p | dataset x seed pairs |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in pool.itertuples():
+            digits = 2 if r.metric == "test_iwae_nll" else 3
+            p = "–" if not np.isfinite(r.p_signed_rank) else f"{r.p_signed_rank:.2g}"
+            lines.append(f"| {r.role} ({r.datasets}) | {r.reference} | {r.metric} | {fmt(r.mean, digits)} "
+                         f"[{fmt(r.low, digits)}, {fmt(r.high, digits)}] | {p} | {r.pairs} |")
+        lines.append("")
+    counts = comp["verdict"].value_counts() if not comp.empty else pd.Series(dtype=int)
+    lines += ["## In words", "",
+              f"Over {comp['dataset'].nunique() if not comp.empty else 0} datasets and {len(comp)} comparisons: "
+              + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "equivalent", "inconclusive"))
+              + ". These words come from the verdicts above and nothing else.", ""]
+    return "\n".join(lines)
+
+
+def write_all(runs: pd.DataFrame, docs: Path) -> None:
+    comp, pool = comparisons(runs), pooled_table(runs)
+    (docs / "verdict").mkdir(parents=True, exist_ok=True)
+    for name, table in (("comparisons.tsv", comp), ("pooled.tsv", pool)):
+        with atomic_path(docs / "verdict" / name) as tmp:
+            table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    with atomic_path(docs / "verdict.md") as tmp:
+        Path(tmp).write_text(page(runs, comp, pool))
+
+
+def main(snakemake) -> None:
+    setup_logging(snakemake.log[0])
+    runs = collect_runs(dict(zip(snakemake.params.datasets, snakemake.input.tables, strict=True)),
+                        dict(snakemake.params.roles))
+    with atomic_path(snakemake.output.runs) as tmp:
+        runs.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    runs = pd.read_csv(snakemake.output.runs, sep="\t")  # the page from the committed table's exact values
+    write_all(runs, Path(snakemake.output.page).parent)
+    log.info("verdicts of %d datasets written", runs["dataset"].nunique())
+
+
+if "snakemake" in globals():
+    main(snakemake)  # noqa: F821
+elif __name__ == "__main__":
+    write_all(pd.read_csv(sys.argv[1], sep="\t"), Path(sys.argv[2]))
