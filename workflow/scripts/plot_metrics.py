@@ -21,7 +21,7 @@ from methods import BASELINES
 METRICS = [
     ("ARI", "Adjusted Rand index", "higher is better"),
     ("NMI", "Normalised mutual information", "higher is better"),
-    ("ASW", "Silhouette of the reference groups, (s + 1) / 2", "higher is better"),
+    ("ASW", "Label silhouette, (s + 1) / 2", "higher is better"),
     ("CH", "Calinski\u2013Harabasz (reference)", "higher is better"),
     ("DB", "Davies\u2013Bouldin (reference)", "lower is better"),
     ("ASW_kmeans", "Silhouette of own KMeans", "paper's variant"),
