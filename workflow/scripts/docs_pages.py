@@ -186,9 +186,9 @@ def results_markdown(datasets: dict, image_dir: str, figures: list[str]) -> str:
         blocks.append("\n".join(f"![{name}: {figure.replace('_', ' ')}]({image_dir}/{name}_{figure}.png)"
                                 for figure in figures) + "\n")
     if labelled:
-        blocks.insert(0, "## Does the interpretative module help?\n\nThe iVAE minus each control (mean paired "
-                         "difference over seeds ± its standard error; NLL: lower is better):\n\n"
-                      + verdict_markdown(labelled) + "\n")
+        blocks.insert(0, "## Does the interpretative module help?\n\nThe iVAE minus each control: the mean paired "
+                         "difference over seeds [its 95 % confidence interval] and the verdict (NLL: lower is "
+                         "better):\n\n" + verdict_markdown(labelled) + "\n")
     return "\n".join(blocks)
 
 
