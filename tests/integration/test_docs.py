@@ -34,3 +34,21 @@ def test_readme_target_writes_the_runs_numbers(run):
     assert "| small10x | Leiden clusters | iVAE | 1 |" in readme and "| PCA |" not in readme
     assert "**Does the interpretative module help?** Over 1 labelled dataset(s)" in readme
     assert "[docs/results.md](docs/results.md)" in readme
+
+
+def test_verdict_target_writes_the_per_seed_table_and_page(run):
+    """`snakemake verdict` on the shared run: every model x seed x dataset row of the metrics
+    tables in docs/verdict/runs.tsv, the comparisons and the page written from them (run
+    after the readme test, which checks that docs/ holds nothing else)."""
+    workdir, _ = run
+    snakemake(workdir, "verdict")
+    runs = pd.read_csv(workdir / "docs" / "verdict" / "runs.tsv", sep="\t")
+    metrics = pd.read_csv(workdir / "results" / "pbmc68k" / "metrics.tsv", sep="\t")
+    mine = runs[runs["dataset"] == "pbmc68k"].reset_index(drop=True)
+    assert list(zip(mine["method"], mine["seed"])) == list(zip(metrics["method"], metrics["seed"]))
+    assert set(runs["role"]) == {"reporting"} and set(runs["dataset"]) == {"pbmc68k", "small10x"}
+    comparisons = pd.read_csv(workdir / "docs" / "verdict" / "comparisons.tsv", sep="\t")
+    assert set(comparisons["verdict"]) <= {"better", "worse", "equivalent", "inconclusive"}
+    assert set(comparisons["reference"]) == {"VAE", "VAE-narrow", "VAE-beta-matched", "iVAE-stop-gradient", "PCA"}
+    page = (workdir / "docs" / "verdict.md").read_text()
+    assert "## pbmc68k (reporting)" in page and "These words come from the verdicts above" in page
