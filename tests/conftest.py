@@ -11,9 +11,10 @@ SCRIPTS = REPO / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 
-#: The extended tier: the conda envs built and the whole workflow run in them, and the
-#: whole workflow on 14,000 cells with a covariate. CI runs them after the default run.
-EXTENDED = {"test_conda_envs.py", "test_large_dataset.py"}
+#: The extended tier: the conda envs built and the whole workflow run in them, the whole
+#: workflow on 14,000 cells with a covariate, and UMAP's compilation cached across three
+#: processes. CI runs them after the default run.
+EXTENDED = {"test_conda_envs.py", "test_large_dataset.py", "test_numba_cache.py"}
 
 
 def pytest_collection_modifyitems(config, items):
