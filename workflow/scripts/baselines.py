@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from h5ad_parts import read_lognorm
+from h5ad_parts import read_lognorm, read_obs, read_rows
 from rule_io import atomic_path, log, setup_logging
 from metrics import METRIC_COLUMNS, batches_for_mixing, embedding_metrics, known_reference, max_cells_param
-from h5ad_parts import read_obs, read_rows
 from subsample import subsample_cells, subsample_note
 
 #: FastICA and NMF iterations: enough for these data to converge (a baseline that does

@@ -29,9 +29,8 @@ import torch
 
 from checkpoint import load_checkpoint
 from covariates import covariate_codes
-from h5ad_parts import read_lognorm
+from h5ad_parts import iter_row_blocks, matrix_shape, read_lognorm, read_obs
 from rule_io import atomic_path, log, setup_logging
-from h5ad_parts import iter_row_blocks, matrix_shape, read_obs
 
 #: Percentiles of a component between which the decoder's response is read.
 LOW, HIGH = 10, 90

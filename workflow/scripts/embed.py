@@ -17,9 +17,8 @@ import pandas as pd
 
 from checkpoint import load_checkpoint
 from covariates import covariate_codes
-from h5ad_parts import read_counts_layer, read_obs_columns
+from h5ad_parts import read_counts_layer, read_obs, read_obs_columns
 from rule_io import InputError, atomic_path, log, setup_logging, write_h5ad
-from h5ad_parts import read_obs
 
 
 def embed(model, counts, *, covariates=None, batch_size: int = 4096, device: str | torch.device = "cpu"):

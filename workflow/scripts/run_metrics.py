@@ -8,11 +8,10 @@ seeds vary both), how its training ended, and its held-out likelihood on its tes
 
 import pandas as pd
 
-from h5ad_parts import read_obs_columns
+from h5ad_parts import read_obs_columns, read_obsm, read_uns
 from rule_io import atomic_path, log, setup_logging
 from metrics import (METRIC_COLUMNS, batches_for_mixing, embedding_metrics, held_out_likelihood, known_reference,
                      max_cells_param, scale_note, training_end)
-from h5ad_parts import read_obsm, read_uns
 
 
 def main(snakemake) -> None:
