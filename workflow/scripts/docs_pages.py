@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from methods import BASELINES, BUILT_IN, MAIN
+from methods import BASELINES, BUILT_IN, MAIN, MODULE_CONTROLS
 from rule_io import atomic_path, log, setup_logging
 
 
@@ -48,9 +48,6 @@ COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW"), ("CH", "CH"), ("DB", 
            ("corr_score", "corr. score"), ("participation_ratio", "PR"), ("test_iwae_nll", "test NLL")]
 #: Metrics of the verdict: higher is better for all but DB and the NLL.
 VERDICT = {"ARI": 1, "NMI": 1, "ASW": 1, "test_iwae_nll": -1}
-#: The controls of "does the interpretative module help?": the registry's controls that are
-#: conditioned like the iVAE (the one without covariates answers another question).
-MODULE_CONTROLS = [name for name, m in BUILT_IN.items() if m.role == "control" and m.covariates]
 #: Metrics of the covariates table: cell types kept apart, samples mixed.
 COVARIATE_COLUMNS = [("ARI", "ARI"), ("NMI", "NMI"), ("ASW", "ASW (cell types)"), ("batch_ASW", "batch ASW"),
                      ("graph_connectivity", "graph connectivity"), ("batch_entropy", "batch entropy")]

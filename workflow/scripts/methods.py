@@ -109,6 +109,9 @@ BUILT_IN: dict[str, Method] = {m.name: m for m in [
 ]}
 #: The linear baselines, fitted by the ``baselines`` rule.
 BASELINES = tuple(name for name, m in BUILT_IN.items() if m.role == "baseline")
+#: The controls of "does the interpretative module help?": those conditioned like the iVAE
+#: (the one without covariates answers another question).
+MODULE_CONTROLS = [name for name, m in BUILT_IN.items() if m.role == "control" and m.covariates]
 
 
 def default_methods(has_covariates: bool) -> list[str]:

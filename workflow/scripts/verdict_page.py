@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from methods import BUILT_IN, MAIN
+from methods import MAIN, MODULE_CONTROLS
 from rule_io import atomic_path, log, setup_logging
 from verdicts import ALPHA, MARGINS, compare_methods, pooled
 
@@ -33,7 +33,7 @@ from verdicts import ALPHA, MARGINS, compare_methods, pooled
 METRICS = ["ARI", "NMI", "ASW", "test_iwae_nll"]
 #: What the iVAE is compared with: every control conditioned like it, and PCA (the
 #: simplest embedding that could explain a clustering score).
-REFERENCES = [name for name, m in BUILT_IN.items() if m.role == "control" and m.covariates] + ["PCA"]
+REFERENCES = [*MODULE_CONTROLS, "PCA"]
 
 
 def collect_runs(tables: dict[str, str], roles: dict[str, str]) -> pd.DataFrame:
