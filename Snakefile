@@ -21,8 +21,20 @@ include: "workflow/rules/docs.smk"
 include: "workflow/rules/verdict.smk"
 
 
+remove_stale_locks()  # a killed run's, so that the same command resumes it
+
+
 onstart:
+    run_lock.record_holder()  # the process that now holds the locks
     warn_if_gpu_jobs_serialised_on_cluster()
+
+
+onsuccess:
+    run_lock.forget_holder()
+
+
+onerror:
+    run_lock.forget_holder()
 
 
 rule all:

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cell_labels import UNASSIGNED, annotate_clusters, cell_labels
+from cell_labels import UNASSIGNED, annotate_clusters, cell_labels, check_reference, usable_markers
 from rule_io import InputError
 from preprocess import preprocess
 
@@ -52,14 +52,42 @@ def test_annotate_clusters_hand_made():
     X[2:, 1] = 3.0
     X[:, 2:] = np.tile(np.linspace(0.1, 1.0, 60), (4, 1))
     expr = ad.AnnData(X=X, var=pd.DataFrame(index=["a", "b"] + [f"g{i}" for i in range(60)]))
-    names, means = annotate_clusters(expr, np.array(["0", "0", "1", "1"]), {"A": ["a"], "B": ["b", "zz"], "C": ["zz"]})
+    names, means = annotate_clusters(expr, np.array(["0", "0", "1", "1"]), {"A": ["a"], "B": ["b"]})
     assert names == {"0": "A", "1": "B"} and list(means.columns) == ["A", "B"]
     names, _ = annotate_clusters(expr, np.array(["0", "0", "1", "1"]), {"A": ["a"]})
     assert names["1"] == UNASSIGNED
+    with pytest.raises(ValueError, match="not in the data"):  # usable_markers first
+        annotate_clusters(expr, np.array(["0", "0", "1", "1"]), {"B": ["b", "zz"]})
+
+
+def test_usable_markers_coverage_rule():
+    genes = ["a", "b", "c"]
+    markers = {"A": ["a", "b"], "B": ["b", "zz"], "C": ["zz", "yy", "c"], "D": ["zz"]}
+    assert usable_markers(markers, genes, 0.5) == {"A": ["a", "b"], "B": ["b"]}  # C: 1 of 3 < 0.5
+    assert usable_markers(markers, genes, 0.3) == {"A": ["a", "b"], "B": ["b"], "C": ["c"]}
+    assert usable_markers(markers, genes, 1.0) == {"A": ["a", "b"]}
+
+
+def test_markers_that_do_not_fit_give_clusters(adata, caplog):
+    """Lung markers on blood cells: fewer than two cell types have their markers, so no
+    names at all (not "Unassigned" for most cells and a lung name for a few)."""
+    lung = {"AT1": ["AGER", "RTKN2"], "AT2": ["SFTPC", "SFTPB", "NAPSA"], "Ciliated": ["FOXJ1", "CAPS"],
+            "T": ["CD3D", "CD3E"]}
+    table = cell_labels(adata, label_key=None, markers=lung)
+    assert (table["label_source"] == "clusters").all() and table["label"].equals(table["cluster"])
+    assert "do not fit this dataset" in caplog.text
+    table = cell_labels(adata, label_key=None, markers={"X": ["NOTAGENE"], **PBMC_MARKERS})
+    assert (table["label_source"] == "markers").all() and "X" not in set(table["label"])
 
 
 def test_errors(adata):
     with pytest.raises(InputError, match="label_key 'celltype' is not an obs column"):
         cell_labels(adata, label_key="celltype", markers=None)
-    with pytest.raises(InputError, match="none of the configured marker genes"):
-        cell_labels(adata, label_key=None, markers={"X": ["NOTAGENE"]})
+
+
+def test_one_leiden_cluster_is_refused():
+    one = pd.DataFrame({"cluster": ["0"] * 5, "label": ["0"] * 5, "label_source": "clusters"})
+    with pytest.raises(InputError, match=r"dataset 'd' \(x\): Leiden found 1 cluster\(s\) at "
+                                         r"annotation.leiden_resolution 0.5.*Raise the resolution"):
+        check_reference(one, what="dataset 'd' (x)", resolution=0.5)
+    check_reference(one.assign(label=["0", "0", "1", "1", "1"]), what="d", resolution=1.0)

@@ -176,6 +176,61 @@ def test_missing_label_key_is_named(pbmc68k_counts):
     check_dataset_keys(pbmc68k_counts.obs, label_key="bulk_labels", covariates=["bulk_labels"], what="d")
 
 
+def test_a_dataset_too_small_for_loess_falls_back_to_pearson_residuals(pbmc68k_counts, caplog):
+    """15 cells: seurat_v3's loess has no fit; the HVGs are then scanpy's pearson_residuals
+    selection on the same QC-passed raw counts, logged and recorded in uns."""
+    import anndata as ad
+    import scanpy as sc
+
+    small = pbmc68k_counts[np.sort(np.random.default_rng(0).choice(700, 15, replace=False))].copy()
+    small.X = sp.csr_matrix(small.X)
+    out, _ = preprocess(small.copy(), **{**PARAMS, "min_cells": 1, "n_top_genes": 100})
+    assert out.uns["preprocess"]["hvg_flavor"] == "pearson_residuals" and out.n_vars == 100
+    assert "loess found no fit on 15 cells" in caplog.text
+    genes = np.asarray((small.X > 0).sum(0)).ravel() >= 1
+    expected = ad.AnnData(X=small.X[:, genes].astype(np.float32), var=small.var[genes].copy())
+    sc.experimental.pp.highly_variable_genes(expected, flavor="pearson_residuals", n_top_genes=100)
+    assert set(out.var_names) == set(expected.var_names[expected.var["highly_variable"]])
+    assert np.array_equal(out.layers["counts"].toarray(), small[:, out.var_names].X.toarray())
+    normal, _ = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "n_top_genes": 100})
+    assert normal.uns["preprocess"]["hvg_flavor"] == "seurat_v3"
+    every, _ = preprocess(pbmc68k_counts.copy(), **{**PARAMS, "n_top_genes": 5000})
+    assert every.uns["preprocess"]["hvg_flavor"] == "all genes"
+
+
+def test_labels_are_checked_after_qc(pbmc68k_counts):
+    from preprocess import check_labels
+
+    obs = pbmc68k_counts.obs
+    check_labels(obs, "bulk_labels", what="d")
+    check_labels(obs, None, what="d")
+    one = obs.assign(x="T cell")
+    with pytest.raises(InputError, match=r"dataset 'd' \(x.h5ad\): label_key 'x' has 1 group\(s\) among the 700 cells "
+                                         r"left after QC \(only 'T cell'\).*leave label_key out"):
+        check_labels(one, "x", what="dataset 'd' (x.h5ad)")
+    with pytest.raises(InputError, match="has 0 group"):
+        check_labels(obs.assign(x=np.nan), "x", what="d")
+    few = obs.iloc[:3].assign(x=["a", "b", "c"])
+    with pytest.raises(InputError, match="3 groups among 3 labelled cells"):
+        check_labels(few, "x", what="d")
+    some_missing = np.where(np.arange(700) % 7 == 0, None, np.array(["a", "b"] * 350, dtype=object))
+    check_labels(obs.assign(x=some_missing), "x", what="d")  # unlabelled cells are left out of the scores
+
+
+def test_covariates_must_be_categories(pbmc68k_counts):
+    from preprocess import check_dataset_keys
+
+    obs = pbmc68k_counts.obs.assign(donor=["d1", "d2"] * 350, tech=1, plate=np.arange(700) % 4 * 1.0,
+                                    cont=np.linspace(0, 1, 700), cell_id=[str(i) for i in range(700)])
+    check_dataset_keys(obs, label_key=None, covariates=["donor", "tech", "plate"], what="d")  # integer floats: codes
+    with pytest.raises(InputError, match=r"dataset 'd': obs\['cont'\] holds non-integer numbers"):
+        check_dataset_keys(obs, label_key=None, covariates=["donor", "cont"], what="dataset 'd'")
+    with pytest.raises(InputError, match=r"obs\['cell_id'\] has 700 distinct values for 700 cells"):
+        check_dataset_keys(obs, label_key=None, covariates=["cell_id"], what="d")
+    with pytest.raises(InputError, match=r"obs\['n_counts'\] holds non-integer numbers|obs\['n_counts'\] has"):
+        check_dataset_keys(obs, label_key=None, covariates=["n_counts"], what="d")
+
+
 # --- pinned outputs: the exact bytes the code made when these tests were written ---
 #
 # Digests (sha256, 16 hex digits) of every output part, for in-memory and streamed inputs,
@@ -273,7 +328,7 @@ PINNED_DIGESTS = {
     },
     "all_genes_no_raw": {
         "X": "47873c46fa40e194", "counts": "ec99bb2ae7463335", "obs": "163bf3e58ce2ba8e",
-        "var": "9548dc1e165b5eaa", "uns": "4bf330b632f69cf4", "qc_table": "4be06db9504d94b5",
+        "var": "9548dc1e165b5eaa", "uns": "e286ec98e73e1419", "qc_table": "4be06db9504d94b5",
     },
     "mad_scrublet": {
         "X": "987ad1e1a03880f5", "counts": "f2daa4505afd723d", "obs": "0bdaf02cddf0dced",

@@ -16,6 +16,7 @@ SCRIPTS = (
 )
 sys.path.insert(0, str(SCRIPTS))
 import methods
+import run_lock
 import sizing
 
 # Per-dataset overrides exactly as the user wrote them: validation below fills schema
@@ -324,6 +325,15 @@ def _input_size(wildcards, input, input_key):
     return sizing.matrix_size(path, layer)
 
 
+def remove_stale_locks():
+    """Before Snakemake locks the directory: the locks of a run of this machine that was
+    killed outright are removed (run_lock.py), so the same command resumes it."""
+    if workflow.is_main_process:
+        done = run_lock.remove_stale_locks(Path(".snakemake"))
+        if done:
+            logger.warning(done)
+
+
 def warn_if_gpu_jobs_serialised_on_cluster():
     """`--profile profiles/slurm` loads profiles/default too, whose `gpu=1` then lets one
     training job run at a time on the whole cluster: say so, and what to run instead."""
@@ -349,6 +359,24 @@ def baseline_files(dataset):
 def compare_methods(dataset):
     """The trained models of `snakemake compare`: the default run's and config `compare`."""
     return [*default_methods(dataset), *COMPARE]
+
+
+def trained_methods(dataset):
+    """Every model the configuration trains on `dataset`: the default run's, `compare`'s
+    and `sweep`'s, each once."""
+    return list(dict.fromkeys([*compare_methods(dataset), *sweep_run_methods(dataset)]))
+
+
+def input_check_runs(wildcards):
+    """check_input's settings of every model trained on the dataset: what the checks of
+    input_checks.py need (batch size, held-out fractions)."""
+    keys = ("batch_size", "validation_fraction", "test_fraction")
+    runs = {}
+    for name in trained_methods(wildcards.dataset):
+        _, train = method_overrides(wildcards.dataset, name)
+        settings = {**train_params(wildcards), **train}
+        runs[name] = {key: settings[key] for key in keys}
+    return runs
 
 
 def sweep_run_methods(dataset):

@@ -27,6 +27,30 @@ rule preprocess:
         "../scripts/preprocess.py"
 
 
+rule check_input:
+    """Before any training: the preprocessed dataset fits every step and every model the
+    configuration runs on it (batch sizes, baselines' components, label groups)."""
+    input:
+        "results/{dataset}/preprocessed.h5ad",
+    output:
+        "results/{dataset}/input_checks.tsv",
+    log:
+        "logs/check_input/{dataset}.log",
+    localrule: True
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        dataset="{dataset}",
+        label_key=dataset_entry("label_key"),
+        n_components=latent_dim_param,
+        runs=input_check_runs,
+    script:
+        "../scripts/input_checks.py"
+
+
 rule plot_qc:
     """Distributions of the QC metrics with their thresholds, and which cells were removed."""
     input:

@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cell_table import write_cell_table
-from covariates import covariate_codes
+from covariates import check_covariate_kinds, covariate_codes
 from rule_io import InputError, atomic_path, log, setup_logging
 from versions import software_versions
 from qc import cell_metrics, qc_bounds, qc_failures, scrublet_doublets
@@ -85,13 +85,14 @@ class PreprocessSettings(CellQC):
                              f"missing {sorted(names - set(section))}")
         return cls(**section)
 
-    def as_uns(self, batch_key: str | None) -> dict:
-        """``uns["preprocess"]``: the settings and the HVGs' batch key (None written as "none")."""
+    def as_uns(self, batch_key: str | None, hvg_flavor: str = "seurat_v3") -> dict:
+        """``uns["preprocess"]``: the settings, the HVG method used and the HVGs' batch key
+        (None written as "none")."""
         return {
             "min_genes": self.min_genes, "min_cells": self.min_cells,
             "max_genes": self.max_genes if self.max_genes is not None else "none",
             "max_pct_mt": self.max_pct_mt if self.max_pct_mt is not None else "none", "mt_prefix": self.mt_prefix,
-            "n_top_genes": self.n_top_genes, "hvg_flavor": "seurat_v3", "target_sum": self.target_sum,
+            "n_top_genes": self.n_top_genes, "hvg_flavor": hvg_flavor, "target_sum": self.target_sum,
             "keep_raw": self.keep_raw, "qc": self.qc, "qc_nmads": self.qc_nmads, "qc_nmads_mt": self.qc_nmads_mt,
             "doublets": self.doublets or "none", "hvg_batch_key": batch_key or "none", "chunk_cells": self.chunk_cells,
         }
@@ -185,6 +186,11 @@ def quality_control(X: sp.csr_matrix, obs, var, *, dataset: str = "dataset", **c
     return X, obs, table, bounds
 
 
+class LoessFailed(RuntimeError):
+    """seurat_v3's loess of log variance on log mean found no fit: with few cells, many
+    genes share a few (mean, variance) values and the local regressions are singular."""
+
+
 def seurat_v3(sums: np.ndarray, sumsq: np.ndarray, n: np.ndarray, clipped, n_top_genes: int) -> pd.DataFrame:
     """scanpy's ``highly_variable_genes(flavor="seurat_v3")`` from sums over cells.
 
@@ -213,7 +219,10 @@ def seurat_v3(sums: np.ndarray, sumsq: np.ndarray, n: np.ndarray, clipped, n_top
         not_const = var > 0
         fitted = np.zeros(sums.shape[1])
         model = loess(np.log10(mean[not_const]), np.log10(var[not_const]), span=LOESS_SPAN, degree=2)
-        model.fit()
+        try:
+            model.fit()
+        except ValueError as error:  # scikit-misc: "There are other near singularities as well."
+            raise LoessFailed(f"batch {b} ({int(n[b])} cells): {error}") from error
         fitted[not_const] = model.outputs.fitted_values
         reg_std = np.sqrt(10 ** fitted)
         clip_val[b] = reg_std * np.sqrt(n[b]) + mean
@@ -345,21 +354,56 @@ def filter_genes(var: pd.DataFrame, stats: GeneStats, min_cells: int, *,
 
 
 def highly_variable_pass(source, cells: KeptCells, stats: GeneStats, gene_idx: np.ndarray, var: pd.DataFrame,
-                         settings: PreprocessSettings) -> pd.DataFrame:
+                         settings: PreprocessSettings, *, dataset: str = "dataset") -> tuple[pd.DataFrame, str]:
     """Pass 3: ``seurat_v3`` among the QC-passed genes (``gene_idx``, described by ``var``),
     its columns added to ``var``; every gene is highly variable when fewer than
-    ``n_top_genes`` passed QC (and there is no pass)."""
+    ``n_top_genes`` passed QC (and there is no pass). Returns ``(var, the method used)``.
+
+    Fallback: where seurat_v3's loess has no fit (a few hundred cells or fewer, LoessFailed),
+    the genes are ranked by the variance of their analytic Pearson residuals (Lause et al.,
+    Genome Biology 2021; scanpy's ``pearson_residuals`` flavour, on the same raw counts and
+    batches), logged as a warning and recorded as ``uns["preprocess"]["hvg_flavor"]``."""
     n_top_genes = settings.n_top_genes
     if len(gene_idx) < n_top_genes:
         log.info("only %d genes pass QC: all of them are used (n_top_genes=%d)", len(gene_idx), n_top_genes)
         var["highly_variable"] = True
-        return var
+        return var, "all genes"
     clipped = partial(clipped_pass, source, cells, gene_idx, settings.chunk_cells)
-    hvg = seurat_v3(stats.sums[:, gene_idx], stats.sumsq[:, gene_idx],
-                    np.bincount(cells.codes, minlength=cells.n_batches), clipped, n_top_genes)
-    for column in ("highly_variable", "highly_variable_rank", "means", "variances", "variances_norm"):
+    try:
+        hvg = seurat_v3(stats.sums[:, gene_idx], stats.sumsq[:, gene_idx],
+                        np.bincount(cells.codes, minlength=cells.n_batches), clipped, n_top_genes)
+        columns, flavor = ("highly_variable", "highly_variable_rank", "means", "variances", "variances_norm"), "seurat_v3"
+    except LoessFailed as error:
+        log.warning("dataset '%s': seurat_v3's loess found no fit on %d cells (%s); the %d highly variable genes are "
+                    "ranked by the variance of their Pearson residuals instead (scanpy's pearson_residuals flavour)",
+                    dataset, len(cells.codes), error, n_top_genes)
+        hvg = pearson_residual_hvgs(source, cells, gene_idx, n_top_genes, settings.chunk_cells)
+        columns, flavor = ("highly_variable", "highly_variable_rank", "means", "variances",
+                           "residual_variances"), "pearson_residuals"
+    for column in columns:
         var[column] = hvg[column].to_numpy()
-    return var
+    return var, flavor
+
+
+def pearson_residual_hvgs(source, cells: KeptCells, gene_idx: np.ndarray, n_top_genes: int,
+                          chunk_cells: int) -> pd.DataFrame:
+    """scanpy's ``highly_variable_genes(flavor="pearson_residuals")`` (theta 100, residuals
+    clipped at sqrt(cells)) on the kept cells' counts of the genes ``gene_idx``, read whole:
+    the fallback for datasets too small for seurat_v3, so small that they fit in memory.
+    Batch-aware as seurat_v3 (ranks within each batch, then the median rank)."""
+    import anndata as ad
+    import scanpy as sc
+
+    X = sp.vstack([block[:, gene_idx] for *_, block in source.chunks(chunk_cells, cells.keep)], format="csr")
+    adata = ad.AnnData(X=X.astype(np.float32), obs=pd.DataFrame({"batch": pd.Categorical(cells.codes)},
+                                                                index=[str(i) for i in range(X.shape[0])]))
+    sc.experimental.pp.highly_variable_genes(adata, flavor="pearson_residuals", n_top_genes=n_top_genes,
+                                             batch_key="batch" if cells.n_batches > 1 else None)
+    var = adata.var.copy()
+    var["means"] = np.asarray(X.mean(axis=0)).ravel()
+    var["variances"] = np.asarray(X.multiply(X).mean(axis=0)).ravel() - var["means"] ** 2
+    var["variances"] *= X.shape[0] / max(X.shape[0] - 1, 1)
+    return var.reset_index(drop=True)
 
 
 def clipped_pass(source, cells: KeptCells, gene_idx: np.ndarray, chunk_cells: int, clip_val: np.ndarray):
@@ -427,12 +471,14 @@ def output_obs(obs: pd.DataFrame, metrics: pd.DataFrame, keep: np.ndarray, empty
     return obs
 
 
-def output_uns(settings: PreprocessSettings, batch_key: str | None, table: pd.DataFrame, bounds: pd.DataFrame) -> dict:
-    """The output's uns: log1p's base, the software, the settings, the QC bounds and how many cells each removed."""
+def output_uns(settings: PreprocessSettings, batch_key: str | None, table: pd.DataFrame, bounds: pd.DataFrame,
+               *, hvg_flavor: str = "seurat_v3") -> dict:
+    """The output's uns: log1p's base, the software, the settings (with the HVG method
+    used), the QC bounds and how many cells each removed."""
     return {
         "log1p": {"base": None},
         "software": software_versions(["scanpy", "anndata", "numpy", "scipy", "scikit-misc"]),
-        "preprocess": settings.as_uns(batch_key),
+        "preprocess": settings.as_uns(batch_key, hvg_flavor),
         "qc": {"bounds": bounds.astype({"lower": float, "upper": float}),
                "removed": table["qc_fail"].value_counts().drop("", errors="ignore").to_dict()},
     }
@@ -452,12 +498,12 @@ def _preprocess(source, sink_factory, settings: PreprocessSettings, *, batch_key
     cells = KeptCells.of(source.obs, keep, batch_key)
     stats = gene_statistics_pass(source, cells, settings.chunk_cells)
     gene_idx, var = filter_genes(var, stats, settings.min_cells, dataset=dataset)
-    var = highly_variable_pass(source, cells, stats, gene_idx, var, settings)
+    var, hvg_flavor = highly_variable_pass(source, cells, stats, gene_idx, var, settings, dataset=dataset)
     hvg_idx = np.flatnonzero(var["highly_variable"].to_numpy())
     sink = sink_factory(len(hvg_idx), len(gene_idx) if settings.keep_raw else None)
     empty = output_pass(source, sink, cells, gene_idx, gene_idx[hvg_idx], settings)
     obs = output_obs(source.obs, metrics, keep, empty, table, n_hvg=len(hvg_idx), dataset=dataset)
-    uns = output_uns(settings, batch_key, table, bounds)
+    uns = output_uns(settings, batch_key, table, bounds, hvg_flavor=hvg_flavor)
     out = sink.finish(obs, var.iloc[hvg_idx].copy(), uns, var[[]] if settings.keep_raw else None)
     log.info("preprocessed: %d cells x %d highly variable genes", len(obs), len(hvg_idx))
     return out, table, bounds
@@ -512,10 +558,29 @@ def preprocess_to_file(source, path, settings: PreprocessSettings | None = None,
 
 def check_dataset_keys(obs: pd.DataFrame, *, label_key: str | None, covariates, what: str) -> None:
     """InputError unless ``label_key`` (if any) and every covariate are columns of ``obs``,
-    the covariates without missing values."""
+    the covariates categorical (``check_covariate_kinds``) without missing values."""
     if label_key is not None and label_key not in obs:
         raise InputError(f"{what}: label_key '{label_key}' is not an obs column; its columns are {list(obs.columns)}.")
     covariate_codes(obs, covariates, what=what)
+    check_covariate_kinds(obs, covariates, what=what)
+
+
+def check_labels(obs: pd.DataFrame, label_key: str | None, *, what: str) -> None:
+    """InputError unless the cells left after QC (``obs``) carry at least two groups of
+    ``label_key`` and more labelled cells than groups (KMeans with k groups, silhouettes);
+    cells without a label are allowed (left out of the scores)."""
+    if label_key is None:
+        return
+    labels = obs[label_key]
+    groups = labels.dropna().astype(str).value_counts()
+    if len(groups) < 2:
+        found = f"only {groups.index[0]!r}" if len(groups) else "no label at all"
+        raise InputError(f"{what}: label_key '{label_key}' has {len(groups)} group(s) among the {len(obs)} cells left "
+                         f"after QC ({found}); the clustering scores need at least 2. Use another column, or leave "
+                         "label_key out: the reference is then Leiden clusters.")
+    if groups.sum() <= len(groups):
+        raise InputError(f"{what}: label_key '{label_key}' has {len(groups)} groups among {int(groups.sum())} labelled "
+                         "cells left after QC; KMeans with k groups and the silhouettes need more cells than groups.")
 
 
 def write_bounds(bounds: pd.DataFrame, path) -> None:
@@ -536,6 +601,9 @@ def main(snakemake) -> None:
     with atomic_path(snakemake.output.h5ad) as tmp:
         qc_table, bounds = preprocess_to_file(source, tmp, settings, batch_key=params.batch_key,
                                               dataset=params.dataset)
+        # the kept cells (qc.tsv's rows are the input's, in order; "" = kept): refused before the file is in place
+        check_labels(source.obs[(qc_table["qc_fail"] == "").to_numpy()], params.label_key,
+                     what=f"dataset '{params.dataset}' ({path})")
     write_cell_table(qc_table, snakemake.output.qc)
     write_bounds(bounds, snakemake.output.bounds)
 
