@@ -124,6 +124,14 @@ def test_correlation_nulls_and_spectrum(run):
     assert (before["observed"] > before["null_high"]).all()  # z's components are correlated beyond chance
     draws = pd.read_csv(res / "latent_correlation_null.tsv", sep="\t")
     assert len(draws) == 4 * 30
+    models = pd.read_csv(res / "latent_correlation_models.tsv", sep="\t")
+    assert len(models) == 5 * 2 and models[["z", "ld"]].between(0, 1).all().all()
+    ivae = models[models["method"] == "iVAE"].set_index("seed")
+    assert ivae["z"].to_numpy() == pytest.approx(before.set_index("seed")["observed"].to_numpy())
+    tests = pd.read_csv(res / "latent_correlation_tests.tsv", sep="\t")
+    assert list(zip(tests["reference"], tests["metric"])) == [
+        ("VAE", "z"), ("VAE-narrow", "z"), ("VAE-beta-matched", "z"), ("iVAE-stop-gradient", "z"), ("VAE", "ld")]
+    assert (tests["n"] == 2).all() and tests["verdict"].isin(["higher", "lower", "equivalent", "inconclusive"]).all()
     for figure in ("spectrum", "latent_correlation", "metrics", "training_curves", "umap"):
         assert (res / "figures" / f"{figure}.png").stat().st_size > 50_000, figure
 

@@ -422,6 +422,20 @@ def ivae_embeddings(wildcards):
     ]
 
 
+def module_comparison_runs(wildcards):
+    """(method, seed) of the latent-correlation comparison: the iVAE and the module's
+    controls (methods.MODULE_CONTROLS) at every seed of the dataset."""
+    names = [methods.MAIN, *methods.MODULE_CONTROLS]
+    return [(m, s) for m in names for s in dataset_seeds(wildcards.dataset)]
+
+
+def module_comparison_embeddings(wildcards):
+    return [
+        f"{run_dir(wildcards.dataset, m, s)}/embedding.h5ad"
+        for m, s in module_comparison_runs(wildcards)
+    ]
+
+
 def default_embeddings(wildcards):
     return run_files(
         wildcards.dataset, default_methods(wildcards.dataset), "embedding.h5ad"

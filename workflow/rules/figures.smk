@@ -5,6 +5,8 @@ rule plot_latent_correlation:
         embedding=main_run_file("embedding.h5ad"),
         nulls="results/{dataset}/latent_correlation.tsv",
         draws="results/{dataset}/latent_correlation_null.tsv",
+        models="results/{dataset}/latent_correlation_models.tsv",
+        tests="results/{dataset}/latent_correlation_tests.tsv",
     output:
         pdf=report(
             "results/{dataset}/figures/latent_correlation.pdf",

@@ -158,6 +158,31 @@ rule correlation_nulls:
         "../scripts/correlation_nulls.py"
 
 
+rule correlation_models:
+    """Mean |off-diagonal r| of z and of the latent after the module for the iVAE and its
+    controls at the same seeds, and the paired tests (iVAE minus each control; the VAE's
+    untrained module as the second null after the module)."""
+    input:
+        module_comparison_embeddings,
+    output:
+        table="results/{dataset}/latent_correlation_models.tsv",
+        tests="results/{dataset}/latent_correlation_tests.tsv",
+    log:
+        "logs/correlation_models/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/correlation_models/{dataset}.tsv"
+    conda:
+        "../../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=job_mem_mb("figures", 0),
+        runtime=job_runtime("figures", 0),
+    params:
+        runs=module_comparison_runs,
+    script:
+        "../scripts/correlation_models.py"
+
+
 rule software_versions:
     """Python, PyTorch (and CUDA), scanpy, anndata, Snakemake and the device used."""
     input:

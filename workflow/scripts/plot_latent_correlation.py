@@ -6,7 +6,12 @@ ld = latent_decoder(latent_encoder(z)) (``X_ivae_ld``); same component order, on
 scale, each titled with its mean |off-diagonal r|. Right, each observed mean |r| against
 its null (correlation_nulls.py): for z, its components permuted independently across cells;
 for ld, untrained modules of the same shape applied to the same z, and the best rank-i_dim
-reconstruction of z. The maths is in correlation.py; this module only draws.
+reconstruction of z. Below, the module's question across models (correlation_models.py):
+the paired differences over seeds between the iVAE's z and each control's (VAE,
+VAE-narrow, VAE-beta-matched, iVAE-stop-gradient), and between the iVAE's ld and the VAE's
+z through its own untrained module; each seed a dot, the mean with its 95 % interval, the
+equivalence margin shaded, the Holm-corrected verdict. The maths is in correlation.py and
+correlation_models.py; this module only draws.
 """
 
 
@@ -14,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from rule_io import log, setup_logging
 from correlation import correlation_matrix, mean_abs_offdiagonal
+from correlation_models import MARGIN
+from rule_io import log, setup_logging
 
 PANELS = {"before": ("Before the module", "z"), "after": ("After the module", "ld")}
 
@@ -79,10 +85,47 @@ def _nulls(ax, summary: pd.DataFrame, draws: pd.DataFrame, others: pd.DataFrame 
     ax.tick_params(length=2)
 
 
+def _row_label(row) -> str:
+    if row.metric == "ld":
+        return f"after: iVAE ld \u2212 {row.reference}'s\nuntrained module"
+    return f"z: iVAE \u2212 {row.reference}"
+
+
+def _models(ax, models: pd.DataFrame, tests: pd.DataFrame, margin: float):
+    """The paired differences (iVAE minus a control) of mean |off-diagonal r|, one row per
+    comparison of ``tests``: every seed's difference, the mean and its 95 % interval, the
+    equivalence margin, the verdict."""
+    wide = {metric: models.pivot(index="seed", columns="method", values=metric) for metric in ("z", "ld")}
+    ax.axvspan(-margin, margin, color="0.92", zorder=0, lw=0)
+    ax.axvline(0, color="0.5", lw=0.6, zorder=1)
+    rng = np.random.default_rng(0)
+    for y, row in enumerate(tests.itertuples()):
+        colour = plotstyle.BEFORE_AFTER[0 if row.metric == "z" else 1]
+        seeds = (wide[row.metric][row.method] - wide[row.metric][row.reference]).dropna()
+        ax.scatter(seeds, y + rng.uniform(-0.12, 0.12, len(seeds)), s=6, color=colour, alpha=0.6, lw=0, zorder=2)
+        if np.isfinite(row.low):
+            ax.plot([row.low, row.high], [y, y], color="black", lw=1.0, zorder=3)
+        ax.scatter([row.mean], [y], marker="D", s=22, color=colour, edgecolor="black", lw=0.5, zorder=4)
+        ci = f"[{row.low:+.3f}, {row.high:+.3f}]" if np.isfinite(row.low) else "(one seed: no interval)"
+        ax.annotate(f"{row.verdict}: {row.mean:+.3f} {ci}, n = {row.n}", (1.01, y), xycoords=("axes fraction", "data"),
+                    fontsize=5.5, va="center")
+    ax.set_yticks(range(len(tests)), [_row_label(r) for r in tests.itertuples()])
+    ax.set_ylim(len(tests) - 0.5, -0.5)
+    ax.set_xlabel("Difference in mean |off-diagonal r| (paired by seed)")
+    ax.set_title(f"Does the module correlate z? iVAE minus each control, paired by seed (mean, 95 % interval; "
+                 f"verdicts Holm-corrected over {len(tests)} tests; grey: equivalence margin \u00b1{margin:g})",
+                 fontsize=6.5)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(length=2)
+
+
 def plot_latent_correlation(latent: np.ndarray, after: np.ndarray, summary: pd.DataFrame, draws: pd.DataFrame, *,
-                            dataset: str, pdf: str, png: str, others: pd.DataFrame | None = None) -> dict:
+                            dataset: str, pdf: str, png: str, others: pd.DataFrame | None = None,
+                            models: pd.DataFrame | None = None, tests: pd.DataFrame | None = None,
+                            margin: float = 0.05) -> dict:
     """Draw the figure for one model (``summary``/``draws``: its rows of the null tables;
-    ``others``: the other training seeds' rows of the summary, drawn beside it).
+    ``others``: the other training seeds' rows of the summary, drawn beside it); with
+    ``models`` and ``tests`` (correlation_models.py's tables), the panel across models below.
 
     Returns the mean |off-diagonal r| of each matrix: ``{"before": ..., "after": ...}``.
     """
@@ -90,15 +133,22 @@ def plot_latent_correlation(latent: np.ndarray, after: np.ndarray, summary: pd.D
 
     plotstyle.apply()
     corrs = {"before": correlation_matrix(latent), "after": correlation_matrix(after)}
-    fig, axes = plt.subplots(1, 3, figsize=(plotstyle.DOUBLE_COLUMN, plotstyle.DOUBLE_COLUMN * 0.36),
-                             layout="constrained", gridspec_kw={"width_ratios": [1, 1, 1.25]})
+    across = tests is not None and len(tests) > 0
+    top_height = plotstyle.DOUBLE_COLUMN * 0.36
+    bottom_height = 0.45 + 0.28 * len(tests) if across else 0.0
+    fig = plt.figure(figsize=(plotstyle.DOUBLE_COLUMN, top_height + bottom_height), layout="constrained")
+    top, bottom = (fig.subfigures(2, 1, height_ratios=[top_height, bottom_height], hspace=0.02) if across
+                   else (fig, None))
+    axes = top.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.25]})
     cmap = plt.get_cmap(plotstyle.DIVERGING).with_extremes(bad="0.85")  # grey: undefined r
     for ax, (key, (title, name)) in zip(axes[:2], PANELS.items()):
         image = _matrix(ax, corrs[key], title, name, cmap)
-    cbar = fig.colorbar(image, ax=axes[:2], shrink=0.85, aspect=25, pad=0.02)
+    cbar = top.colorbar(image, ax=axes[:2], shrink=0.85, aspect=25, pad=0.02)
     cbar.set_label("Pearson correlation r")
     cbar.ax.tick_params(length=2)
     _nulls(axes[2], summary, draws, others)
+    if across:
+        _models(bottom.subplots(), models, tests, margin)
     fig.suptitle(f"{dataset}: correlation between latent components (n = {latent.shape[0]:,} cells)")
     plotstyle.save(fig, pdf, png)
     return {key: mean_abs_offdiagonal(corr) for key, corr in corrs.items()}
@@ -112,10 +162,13 @@ def main(snakemake) -> None:
     seed = int(snakemake.params.seed)  # the main model's: correlation_nulls covers it
     summary = pd.read_csv(snakemake.input.nulls, sep="\t")
     draws = pd.read_csv(snakemake.input.draws, sep="\t")
+    tests = pd.read_csv(snakemake.input.tests, sep="\t")
     scores = plot_latent_correlation(emb.obsm["X_ivae"], emb.obsm["X_ivae_ld"], summary[summary["seed"] == seed],
                                      draws[draws["seed"] == seed], dataset=snakemake.wildcards.dataset,
                                      pdf=snakemake.output.pdf, png=snakemake.output.png,
-                                     others=summary[summary["seed"] != seed])
+                                     others=summary[summary["seed"] != seed],
+                                     models=pd.read_csv(snakemake.input.models, sep="\t"), tests=tests,
+                                     margin=MARGIN)
     log.info("mean |off-diagonal r|: before %.3f, after %.3f", scores["before"], scores["after"])
 
 
