@@ -53,3 +53,40 @@ def test_page_rewritten_from_the_committed_table(tmp_path):
     comp = pd.read_csv(tmp_path / "docs" / "verdict" / "comparisons.tsv", sep="\t")
     vae = comp[(comp["reference"] == "VAE") & (comp["metric"] == "ARI")].iloc[0]
     assert vae["verdict"] == "better" and vae["low"] > 0  # the iVAE 0.05 above a worse VAE
+
+
+def test_replicates_are_compared_verdict_by_verdict(tmp_path):
+    """A replicate whose metrics moved by a little keeps the clear verdicts; the page says
+    how many are the same and how far the numbers moved; an identical one says so."""
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+    from verdict_page import replicate_agreement, replicate_section
+
+    effect = {r: 0.05 for r in REFERENCES}
+    runs = collect_runs({"a": metrics_table(tmp_path / "a.tsv", effect)}, {"a": "tuning"})
+    moved = runs.copy()
+    moved["ARI"] += np.random.default_rng(5).normal(0, 1e-4, len(moved))
+    comp = comparisons(runs)
+    agree = replicate_agreement(comp, moved)
+    assert len(agree) == len(comp) and agree.loc[agree["metric"] == "ARI", "same"].all()
+    text = "\n".join(replicate_section(runs, comp, {"rep/x": ("two threads", moved)}))
+    assert "### two threads (`docs/rep/x/runs.tsv`)" in text and "Largest change of a run's metric: ARI 0.000" in text
+    assert f"**{int(agree['same'].sum())} of {len(agree)} verdicts are the same.**" in text
+    same = "\n".join(replicate_section(runs, comp, {"rep/x": ("again", runs)}))
+    assert "Every metric is identical to the last digit." in same and f"**{len(comp)} of {len(comp)}" in same
+    flipped = runs.copy()
+    flipped.loc[flipped["method"] == "VAE-narrow", "ARI"] -= 0.1  # now the iVAE is better than it
+    assert "| a | VAE-narrow | ARI |" in "\n".join(replicate_section(runs, comp, {"r": ("x", flipped)}))
+    assert not replicate_agreement(comp, flipped).set_index(["reference", "metric"]).loc[("VAE-narrow", "ARI"), "same"]
+    # the command line: the page and a replicate's folder, from the committed tables
+    docs = tmp_path / "docs"
+    (docs / "rep" / "x").mkdir(parents=True)
+    runs.to_csv(docs / "runs.tsv", sep="\t", index=False)
+    moved.to_csv(docs / "rep" / "x" / "runs.tsv", sep="\t", index=False)
+    subprocess.run([sys.executable, str(SCRIPTS / "verdict_page.py"), str(docs / "runs.tsv"), str(docs),
+                    "rep/x=two threads per training"], check=True, cwd=SCRIPTS)
+    assert "### two threads per training" in (docs / "verdict.md").read_text()
+    write_all(moved, docs, name="rep/x")
+    assert (docs / "rep" / "x.md").exists() and (docs / "rep" / "x" / "comparisons.tsv").exists()

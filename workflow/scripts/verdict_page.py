@@ -15,8 +15,14 @@ the baselines, one row per model and seed) and writes, under the docs folder:
   interval over datasets, and the signed-rank test over dataset x seed;
 - ``verdict.md``: the page, written from these tables only.
 
-The page can be rewritten from a committed ``runs.tsv`` without rerunning anything:
-``python workflow/scripts/verdict_page.py docs/verdict/runs.tsv docs``.
+With replicates (config ``verdict.replicates``: the same evidence run again with one
+thing changed, e.g. the training threads, its per-seed table committed under
+``docs/{name}/runs.tsv``), the page also says, per dataset the replicate covers, whether
+each verdict is the same, and how far the metrics and the mean differences moved.
+
+The page can be rewritten from the committed tables without rerunning anything:
+``python workflow/scripts/verdict_page.py docs/verdict/runs.tsv docs [NAME=DESCRIPTION ...]``
+(NAME: a replicate's folder under docs/, e.g. verdict/replicates/threads2).
 """
 
 import sys
@@ -70,8 +76,8 @@ def fmt(x: float, digits: int = 3) -> str:
     return "–" if not np.isfinite(x) else f"{x:+.{digits}f}"
 
 
-def page(runs: pd.DataFrame, comp: pd.DataFrame, pool: pd.DataFrame) -> str:
-    """The markdown page, from the three tables alone."""
+def page(runs: pd.DataFrame, comp: pd.DataFrame, pool: pd.DataFrame, extra: list[str] | None = None) -> str:
+    """The markdown page, from the three tables alone (and ``extra`` lines: the replicates)."""
     seeds = runs.groupby("dataset")["seed"].nunique()
     roles = runs.drop_duplicates("dataset").set_index("dataset")["role"]
     lines = [
@@ -126,17 +132,65 @@ def page(runs: pd.DataFrame, comp: pd.DataFrame, pool: pd.DataFrame) -> str:
               f"Over {comp['dataset'].nunique() if not comp.empty else 0} datasets and {len(comp)} comparisons: "
               + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "equivalent", "inconclusive"))
               + ". These words come from the verdicts above and nothing else.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + (extra or []))
 
 
-def write_all(runs: pd.DataFrame, docs: Path) -> None:
+def replicate_agreement(comp: pd.DataFrame, replicate_runs: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts of ``comp`` beside those the replicate's runs give, for the datasets the
+    replicate covers: one row per dataset x reference x metric (mean, verdict, both runs)."""
+    rep = comparisons(replicate_runs)
+    keys = ["dataset", "reference", "metric"]
+    both = comp[comp["dataset"].isin(rep["dataset"])][[*keys, "mean", "low", "high", "verdict"]].merge(
+        rep[[*keys, "mean", "low", "high", "verdict"]], on=keys, suffixes=("", "_replicate"), how="outer")
+    both["same"] = both["verdict"] == both["verdict_replicate"]
+    return both
+
+
+def replicate_section(runs: pd.DataFrame, comp: pd.DataFrame, replicates: dict) -> list[str]:
+    """The page's lines on each replicate (name -> (what differs, its runs table))."""
+    if not replicates:
+        return []
+    lines = ["## Do the verdicts reproduce?", "",
+             "Exact: the same machine, thread count and software give bit-identical models, metrics and "
+             "verdicts (the tests pin trainings and preprocessing by digest). Not exact: another CPU, "
+             "another thread count or a GPU sums in another order, so every model and metric differs in "
+             "its last digits and the trainings drift apart from there. What should reproduce is the "
+             "verdicts. Each replicate below reruns the evidence of one or more datasets with one thing "
+             "changed; its per-seed table is committed beside this page.", ""]
+    metrics = [m for m in METRICS if m in runs]
+    for name, (what, replicate_runs) in replicates.items():
+        agree = replicate_agreement(comp, replicate_runs)
+        keys = ["dataset", "method", "seed"]
+        paired = runs.merge(replicate_runs, on=keys, suffixes=("", "_r"))
+        moved = {m: float((paired[m] - paired[f"{m}_r"]).abs().max()) for m in metrics}
+        identical = all(v == 0 for v in moved.values() if np.isfinite(v))
+        datasets = ", ".join(sorted(agree["dataset"].unique()))
+        lines += [f"### {what} (`docs/{name}/runs.tsv`)", "",
+                  f"{datasets}: {len(paired)} runs (dataset × model × seed) in both. "
+                  + ("Every metric is identical to the last digit. " if identical else
+                     "Largest change of a run's metric: " + ", ".join(
+                         f"{m} {fmt(moved[m], 2 if m == 'test_iwae_nll' else 3).lstrip('+')}" for m in metrics)
+                     + ". ")
+                  + f"**{int(agree['same'].sum())} of {len(agree)} verdicts are the same.**", "",
+                  "| dataset | iVAE vs | metric | this page | replicate | same |", "| --- | --- | --- | --- | --- | --- |"]
+        for r in agree.itertuples():
+            digits = 2 if r.metric == "test_iwae_nll" else 3
+            lines.append(f"| {r.dataset} | {r.reference} | {r.metric} | {fmt(r.mean, digits)} **{r.verdict}** | "
+                         f"{fmt(r.mean_replicate, digits)} **{r.verdict_replicate}** | {'yes' if r.same else '**no**'} |")
+        lines.append("")
+    return lines
+
+
+def write_all(runs: pd.DataFrame, docs: Path, replicates: dict | None = None, name: str = "verdict") -> None:
+    """The comparisons and the pooled estimates (docs/{name}/) and the page (docs/{name}.md;
+    ``replicates``: name -> (what differs, its runs table))."""
     comp, pool = comparisons(runs), pooled_table(runs)
-    (docs / "verdict").mkdir(parents=True, exist_ok=True)
-    for name, table in (("comparisons.tsv", comp), ("pooled.tsv", pool)):
-        with atomic_path(docs / "verdict" / name) as tmp:
+    (docs / name).mkdir(parents=True, exist_ok=True)
+    for table_name, table in (("comparisons.tsv", comp), ("pooled.tsv", pool)):
+        with atomic_path(docs / name / table_name) as tmp:
             table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    with atomic_path(docs / "verdict.md") as tmp:
-        Path(tmp).write_text(page(runs, comp, pool))
+    with atomic_path(docs / f"{name}.md") as tmp:
+        Path(tmp).write_text(page(runs, comp, pool, replicate_section(runs, comp, replicates or {})))
 
 
 def main(snakemake) -> None:
@@ -146,11 +200,18 @@ def main(snakemake) -> None:
     with atomic_path(snakemake.output.runs) as tmp:
         runs.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     runs = pd.read_csv(snakemake.output.runs, sep="\t")  # the page from the committed table's exact values
-    write_all(runs, Path(snakemake.output.page).parent)
+    replicates = {name: (what, pd.read_csv(path, sep="\t"))
+                  for (name, what), path in zip(snakemake.params.replicates.items(), snakemake.input.replicates,
+                                                strict=True)}
+    docs = Path(snakemake.output.comparisons).parents[len(Path(snakemake.params.name).parts)]
+    write_all(runs, docs, replicates, name=snakemake.params.name)
     log.info("verdicts of %d datasets written", runs["dataset"].nunique())
 
 
 if "snakemake" in globals():
     main(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    write_all(pd.read_csv(sys.argv[1], sep="\t"), Path(sys.argv[2]))
+    docs = Path(sys.argv[2])
+    named = dict(arg.split("=", 1) for arg in sys.argv[3:])
+    write_all(pd.read_csv(sys.argv[1], sep="\t"), docs,
+              {name: (what, pd.read_csv(docs / name / "runs.tsv", sep="\t")) for name, what in named.items()})
