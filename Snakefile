@@ -19,6 +19,7 @@ include: "workflow/rules/sweep.smk"
 include: "workflow/rules/mapping.smk"
 include: "workflow/rules/docs.smk"
 include: "workflow/rules/verdict.smk"
+include: "workflow/rules/components.smk"
 
 
 remove_stale_locks()  # a killed run's, so that the same command resumes it

