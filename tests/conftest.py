@@ -12,9 +12,11 @@ sys.path.insert(0, str(SCRIPTS))
 
 
 #: The extended tier: the conda envs built and the whole workflow run in them, the whole
-#: workflow on 14,000 cells with a covariate, and UMAP's compilation cached across three
-#: processes. CI runs them after the default run.
-EXTENDED = {"test_conda_envs.py", "test_large_dataset.py", "test_numba_cache.py"}
+#: workflow on 14,000 cells with a covariate, UMAP's compilation cached across three
+#: processes, and the scIB metrics (JAX compiles for minutes). CI runs them after the
+#: default run.
+EXTENDED = {"test_conda_envs.py", "test_large_dataset.py", "test_numba_cache.py", "test_scib.py",
+            "test_scib_workflow.py"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -436,6 +436,30 @@ def module_comparison_embeddings(wildcards):
     ]
 
 
+#: Datasets the scIB metrics apply to: those with a batch key and cell-type labels.
+SCIB_DATASETS = [
+    d
+    for d, entry in config["datasets"].items()
+    if entry["batch_key"] and entry["label_key"]
+]
+
+
+def scib_runs(wildcards):
+    """(method, seed) of every default-run model of the dataset (scib_metrics)."""
+    return [
+        (m, s)
+        for m in default_methods(wildcards.dataset)
+        for s in dataset_seeds(wildcards.dataset)
+    ]
+
+
+def scib_embeddings(wildcards):
+    return [
+        f"{run_dir(wildcards.dataset, m, s)}/embedding.h5ad"
+        for m, s in scib_runs(wildcards)
+    ]
+
+
 def default_embeddings(wildcards):
     return run_files(
         wildcards.dataset, default_methods(wildcards.dataset), "embedding.h5ad"

@@ -82,3 +82,40 @@ rule plot_components:
         mem_mb=2000,
     script:
         "../scripts/plot_components.py"
+
+
+rule scib:
+    """scIB's metrics (scib-metrics) for every dataset with a batch key and labels."""
+    input:
+        [f"results/{d}/scib_summary.tsv" for d in SCIB_DATASETS],
+
+
+rule scib_metrics:
+    """Batch correction and bio conservation of every trained model's latent, with
+    uncorrected PCA (negative control) and Harmony on it (positive control), per seed.
+    """
+    input:
+        data="results/{dataset}/preprocessed.h5ad",
+        labels="results/{dataset}/cell_labels.tsv",
+        embeddings=scib_embeddings,
+    output:
+        table="results/{dataset}/scib.tsv",
+        summary="results/{dataset}/scib_summary.tsv",
+    log:
+        "logs/scib_metrics/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/scib_metrics/{dataset}.tsv"
+    conda:
+        "../../envs/scib.yaml"
+    threads: job_threads(2, "data")
+    resources:
+        mem_mb=job_mem_mb("metrics", "data", subsampled=True),
+        runtime=job_runtime("metrics", "data"),
+    params:
+        runs=scib_runs,
+        batch_key=dataset_entry("batch_key"),
+        n_components=latent_dim_param,
+        max_cells=max_cells_param,
+        eval_seed=eval_seed,
+    script:
+        "../scripts/scib.py"
