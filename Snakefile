@@ -26,7 +26,8 @@ remove_stale_locks()  # a killed run's, so that the same command resumes it
 
 
 onstart:
-    run_lock.record_holder()  # the process that now holds the locks
+    if workflow.execution_settings.lock:  # not with --nolock: it holds no locks
+        run_lock.record_holder()  # the process that now holds the locks
     warn_if_gpu_jobs_serialised_on_cluster()
 
 
