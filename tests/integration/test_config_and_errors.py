@@ -68,7 +68,7 @@ def test_bad_counts_and_label_key_fail_with_dataset_and_file(tmp_path, pbmc68k_c
     assert "dataset 'lognorm' (data/lognorm.h5ad): the count matrix holds non-integer values" in out
     assert "dataset 'nolabel' (data/ok.h5ad): label_key 'celltype' is not an obs column" in out
     assert re.search(r"dataset 'bigbatch' \(results/bigbatch/preprocessed.h5ad\): the dataset does not fit the "
-                     r"configured run \(nothing was trained\):\n.*train iVAE.*training cells >= train.batch_size "
+                     r"configured run \(nothing was trained\):\n  - training: training cells >= train.batch_size "
                      r"\(5000\)", out)
     assert not (tmp_path / "logs" / "train" / "bigbatch").exists()
     assert not (tmp_path / "results" / "lognorm" / "preprocessed.h5ad").exists()

@@ -22,15 +22,15 @@ def test_cells_for_one_batch_is_the_fewest():
 
 
 def test_requirements_pass_and_fail():
-    runs = {"iVAE": RunSettings(128, 0.1, 0.1), "VAE": RunSettings(16, 0.1, 0.1)}
+    runs = {"training": RunSettings(128, 0.1, 0.1), "small batches": RunSettings(16, 0.1, 0.1)}
     ok = requirements(700, 765, runs=runs, n_components=8, n_labelled=700, n_groups=10)
     assert ok["passed"].all() and refusal(ok, what="d") is None
     small = requirements(40, 6, runs=runs, n_components=8, n_labelled=7, n_groups=9)
     failed = small.loc[~small["passed"], "step"].tolist()
-    assert failed == ["train iVAE", "baselines", "baselines", "clustering metrics"]
+    assert failed == ["training", "baselines", "baselines", "clustering metrics"]
     message = refusal(small, what="dataset 'd' (x.h5ad)")
     assert message.startswith("dataset 'd' (x.h5ad): the dataset does not fit the configured run (nothing was trained)")
-    assert "train iVAE: training cells >= train.batch_size (128), after 8 held-out cells: needs 160, has 40" in message
+    assert "  - training: training cells >= train.batch_size (128), after 8 held-out cells: needs 160, has 40" in message
     assert "lower train.batch_size to at most 32" in message
     assert "highly variable genes >= latent_dim (8 components): needs 8, has 6" in message
     assert "labelled cells >= latent_dim (8 components): needs 8, has 7" in message
@@ -38,20 +38,20 @@ def test_requirements_pass_and_fail():
     assert message.endswith("This configuration needs at least 160 cells after QC.")
 
 
-def test_models_failing_alike_share_one_line():
-    runs = {m: RunSettings(128, 0.1, 0.1) for m in ("iVAE", "VAE", "VAE-narrow")}
+def test_steps_failing_alike_share_one_line():
+    runs = {m: RunSettings(128, 0.1, 0.1) for m in ("a", "b", "c")}
     message = refusal(requirements(50, 100, runs=runs, n_components=8), what="d")
-    assert "train iVAE, train VAE, train VAE-narrow: training cells" in message and message.count("needs 160") == 1
+    assert "  - a, b, c: training cells" in message and message.count("needs 160") == 1
 
 
 def test_check_dataset_reads_the_file(pbmc68k_h5ad, tmp_path):
     import anndata as ad
 
-    runs = {"iVAE": {"batch_size": 128, "validation_fraction": 0.1, "test_fraction": 0.1}}
+    runs = {"training": {"batch_size": 128, "validation_fraction": 0.1, "test_fraction": 0.1}}
     table = check_dataset(pbmc68k_h5ad, label_key="bulk_labels", runs=runs, n_components=8, what="d")
     assert table["passed"].all()
     assert table.loc[table["step"] == "clustering metrics", "available"].item() == 700
     small = ad.read_h5ad(pbmc68k_h5ad)[:12].copy()
     small.write_h5ad(tmp_path / "small.h5ad")
-    with pytest.raises(InputError, match=r"train iVAE: .* needs 160, has 12"):
+    with pytest.raises(InputError, match=r"training: .* needs 160, has 12"):
         check_dataset(tmp_path / "small.h5ad", label_key=None, runs=runs, n_components=8, what="d")

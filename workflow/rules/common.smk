@@ -361,22 +361,16 @@ def compare_methods(dataset):
     return [*default_methods(dataset), *COMPARE]
 
 
-def trained_methods(dataset):
-    """Every model the configuration trains on `dataset`: the default run's, `compare`'s
-    and `sweep`'s, each once."""
-    return list(dict.fromkeys([*compare_methods(dataset), *sweep_run_methods(dataset)]))
-
-
-def input_check_runs(wildcards):
-    """check_input's settings of every model trained on the dataset: what the checks of
-    input_checks.py need (batch size, held-out fractions)."""
-    keys = ("batch_size", "validation_fraction", "test_fraction")
-    runs = {}
-    for name in trained_methods(wildcards.dataset):
-        _, train = method_overrides(wildcards.dataset, name)
-        settings = {**train_params(wildcards), **train}
-        runs[name] = {key: settings[key] for key in keys}
-    return runs
+def input_check_settings(wildcards):
+    """check_input's settings: the dataset's own training settings (those of every model
+    that does not override them; a model that does, e.g. a swept batch size, is checked
+    by its training job). Settings that rarely change, and that retrain every model when
+    they do, so that the check never reruns alone."""
+    train = train_params(wildcards)
+    return {
+        key: train[key]
+        for key in ("batch_size", "validation_fraction", "test_fraction")
+    }
 
 
 def sweep_run_methods(dataset):

@@ -59,7 +59,7 @@ rule baselines:
     input:
         data="results/{dataset}/preprocessed.h5ad",
         labels="results/{dataset}/cell_labels.tsv",
-        checks=ancient("results/{dataset}/input_checks.tsv"),
+        checks="results/{dataset}/input_checks.tsv",
     output:
         "results/{dataset}/baselines/seed{seed}.tsv",
     log:

@@ -28,8 +28,9 @@ rule preprocess:
 
 
 rule check_input:
-    """Before any training: the preprocessed dataset fits every step and every model the
-    configuration runs on it (batch sizes, baselines' components, label groups)."""
+    """Before any training: the preprocessed dataset fits every step of the run at the
+    dataset's settings (a batch of training cells, baselines' components, label groups).
+    """
     input:
         "results/{dataset}/preprocessed.h5ad",
     output:
@@ -46,7 +47,7 @@ rule check_input:
         dataset="{dataset}",
         label_key=dataset_entry("label_key"),
         n_components=latent_dim_param,
-        runs=input_check_runs,
+        training=input_check_settings,
     script:
         "../scripts/input_checks.py"
 

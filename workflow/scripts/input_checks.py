@@ -1,14 +1,16 @@
 """`check_input` rule: before any model is trained, the preprocessed dataset fits every
-step the target runs, for every model the configuration trains on it.
+step the target runs at the dataset's settings.
 
 What the input alone decides (counts, keys, labels, covariates, HVG selection) is checked
-earlier, by `preprocess`; this rule checks what also depends on the model and training
-settings, so that changing those settings reruns only it (the trainings take its table as
-an `ancient` input: a rerun of this check alone retrains nothing).
+earlier, by `preprocess`; this rule checks what also depends on the dataset's model and
+training settings. Every training waits for it. Its settings are the dataset's own (batch
+size, held-out fractions, latent_dim), which retrain every model when they change, so the
+check never reruns alone; a model that overrides them (a swept batch size) is checked by
+its own training job, which refuses before its first epoch.
 
 Checks (each a row of results/{dataset}/input_checks.tsv):
-- every trained model: at least one batch of training cells (``train.batch_size``) once
-  its validation and test cells are held out (train.held_out_split);
+- training: at least one batch of training cells (``train.batch_size``) once the
+  validation and test cells are held out (train.held_out_split);
 - the PCA/ICA/NMF/FA baselines: at least ``latent_dim`` labelled cells and highly
   variable genes (their components);
 - with labels: KMeans with k = the number of label groups and the silhouettes need
@@ -60,13 +62,14 @@ def cells_for_one_batch(settings: RunSettings) -> int:
 def requirements(n_cells: int, n_genes: int, *, runs: dict[str, RunSettings], n_components: int,
                  n_labelled: int | None = None, n_groups: int | None = None) -> pd.DataFrame:
     """The checks' table (COLUMNS) for a dataset of ``n_cells`` cells x ``n_genes`` highly
-    variable genes; ``runs``: each trained model's settings; ``n_components``: the
-    baselines' (latent_dim); with labels, ``n_labelled`` cells carry one of ``n_groups``."""
+    variable genes; ``runs``: step name -> training settings (the rule passes one,
+    "training": the dataset's); ``n_components``: the baselines' (latent_dim); with labels,
+    ``n_labelled`` cells carry one of ``n_groups``."""
     rows = []
-    for method, settings in runs.items():
+    for step, settings in runs.items():
         held = held_out_cells(n_cells, settings)
         rows.append({
-            "step": f"train {method}", "requirement": f"training cells >= train.batch_size ({settings.batch_size}), "
+            "step": step, "requirement": f"training cells >= train.batch_size ({settings.batch_size}), "
             f"after {held} held-out cells", "needed": cells_for_one_batch(settings), "available": n_cells,
             "passed": n_cells - held >= settings.batch_size,
             "fix": f"lower train.batch_size to at most {max(n_cells - held, 1)} for this dataset "
@@ -102,8 +105,9 @@ def refusal(table: pd.DataFrame, *, what: str) -> str | None:
 
 def check_dataset(path, *, label_key: str | None, runs: dict[str, dict], n_components: int,
                   what: str) -> pd.DataFrame:
-    """``requirements`` of the preprocessed .h5ad at ``path`` (read: its shape and obs);
-    InputError (``refusal``) when one fails."""
+    """``requirements`` of the preprocessed .h5ad at ``path`` (read: its shape and obs), for
+    ``runs`` (step name -> batch_size, validation_fraction, test_fraction); InputError
+    (``refusal``) when one fails."""
     n_cells, _ = matrix_shape(path)
     n_genes = len(read_var_names(path))
     n_labelled = n_groups = None
@@ -125,7 +129,7 @@ def check_dataset(path, *, label_key: str | None, runs: dict[str, dict], n_compo
 def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     params = snakemake.params
-    table = check_dataset(snakemake.input[0], label_key=params.label_key, runs=params.runs,
+    table = check_dataset(snakemake.input[0], label_key=params.label_key, runs={"training": params.training},
                           n_components=int(params.n_components),
                           what=f"dataset '{params.dataset}' ({snakemake.input[0]})")
     with atomic_path(snakemake.output[0]) as tmp:
