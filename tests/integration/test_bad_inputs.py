@@ -10,6 +10,7 @@ import time
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from integration_helpers import REPO, SNAKEMAKE, snakemake, write_config
@@ -64,6 +65,7 @@ def test_bad_inputs_are_refused_before_any_training(tmp_path, pbmc68k_counts):
     assert not (tmp_path / "results" / "onelabel" / "preprocessed.h5ad").exists()
 
 
+@pytest.mark.extended  # the whole default target: about a minute, which README's command cannot spare
 def test_a_tiny_dataset_with_markers_of_another_tissue_runs_to_the_end(tmp_path, pbmc68k_counts):
     """15 cells (too few for seurat_v3's loess: Pearson residuals instead) and lung markers
     on blood cells (they do not fit: plain clusters, not cell-type names)."""
