@@ -154,8 +154,9 @@ def cell_labels_from_file(path, *, label_key: str | None, markers: dict | None, 
             raise InputError(f"label_key '{label_key}' is not an obs column; its columns are {list(obs.columns)}.")
         table["label"] = obs[label_key].astype("string").to_numpy()
         table["label_source"] = "labels"
-    elif markers and (usable := fitting_markers(markers, _marker_genes(path)[1], min_marker_coverage)):
-        key, genes = _marker_genes(path)
+    elif markers and (usable := fitting_markers(markers, (marker_source := _marker_genes(path))[1],
+                                                min_marker_coverage)):
+        key, genes = marker_source
         expr = ad.AnnData(X=read_rows(path, rows, key), obs=pd.DataFrame(index=obs.index[rows].astype(str)),
                           var=pd.DataFrame(index=genes))
         log.info("marker scores on the subsample's %d cells, from %s", len(rows), key)

@@ -128,6 +128,15 @@ def random_projection(X: np.ndarray, k: int, seed: int) -> np.ndarray:
     return (X - X.mean(axis=0)) @ rng.normal(size=(X.shape[1], k))
 
 
+def enriched_fractions(enr: pd.DataFrame, k: int) -> pd.Series:
+    """Per seed, the fraction of a model's ``k`` components with a tail enriched at FDR
+    (``enr``: that model's rows of enrichment())."""
+    if not len(enr):
+        return pd.Series(dtype=float)
+    return enr.groupby("seed").apply(lambda g: (g.groupby("component")["q"].min() < FDR).sum() / k,
+                                     include_groups=False)
+
+
 def summarise(stab: pd.DataFrame, enr: pd.DataFrame, n_components: dict[str, int]) -> pd.DataFrame:
     """Per model: the median (and quartiles) over seed pairs of the median matched |r|, and
     the fraction of components enriched at FDR: mean and s.d. over seeds."""
@@ -135,8 +144,7 @@ def summarise(stab: pd.DataFrame, enr: pd.DataFrame, n_components: dict[str, int
     for model, k in n_components.items():
         s = stab[stab["model"] == model]["median_matched_r"] if len(stab) else pd.Series(dtype=float)
         e = enr[enr["model"] == model] if len(enr) else enr
-        fractions = (e.groupby("seed").apply(lambda g: (g.groupby("component")["q"].min() < FDR).sum() / k,
-                                             include_groups=False) if len(e) else pd.Series(dtype=float))
+        fractions = enriched_fractions(e, k)
         rows.append({"model": model, "components": k, "seed_pairs": len(s),
                      "stability": s.median() if len(s) else np.nan,
                      "stability_q1": s.quantile(0.25) if len(s) else np.nan,

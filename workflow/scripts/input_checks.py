@@ -26,6 +26,7 @@ import pandas as pd
 
 from h5ad_parts import matrix_shape, read_obs, read_var_names
 from rule_io import InputError, atomic_path, log, setup_logging
+from sizing import held_out_sizes
 
 COLUMNS = ["step", "requirement", "needed", "available", "passed", "fix"]
 
@@ -40,13 +41,8 @@ class RunSettings:
 
 
 def held_out_cells(n_cells: int, settings: RunSettings) -> int:
-    """Cells held out for validation and testing (train.held_out_split's sizes: a positive
-    fraction holds out at least one cell)."""
-
-    def size(fraction: float) -> int:
-        return max(int(round(n_cells * fraction)), 1) if fraction > 0 else 0
-
-    return size(settings.validation_fraction) + size(settings.test_fraction)
+    """Cells held out for validation and testing (sizing.held_out_sizes, as train.held_out_split)."""
+    return sum(held_out_sizes(n_cells, settings.validation_fraction, settings.test_fraction))
 
 
 def cells_for_one_batch(settings: RunSettings) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 import plotstyle
-from components import FDR, RANDOM
+from components import FDR, RANDOM, enriched_fractions
 from rule_io import setup_logging
 
 
@@ -37,8 +37,7 @@ def plot_components(summary: pd.DataFrame, stability: pd.DataFrame, enrichment: 
         e = enrichment[enrichment["model"] == model]
         row = summary[summary["model"] == model].iloc[0]
         if len(e):
-            per_seed = e.groupby("seed").apply(lambda g: (g.groupby("component")["q"].min() < FDR).mean(),
-                                               include_groups=False)
+            per_seed = enriched_fractions(e, int(row["components"]))
             right.scatter(per_seed, y + rng.uniform(-0.15, 0.15, len(per_seed)), s=5, color=colour, alpha=0.6, lw=0)
             sd = row["enriched_fraction_sd"] if np.isfinite(row["enriched_fraction_sd"]) else 0
             right.errorbar([row["enriched_fraction"]], [y], xerr=[sd], fmt="D", ms=4, color=colour, mec="black",

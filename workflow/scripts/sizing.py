@@ -299,3 +299,13 @@ def runtime_min(step: str, size: MatrixSize, attempt: int = 1, *, epochs: int | 
     else:
         raise ValueError(f"unknown step {step!r}")
     return _scaled(need, attempt)
+
+
+def held_out_sizes(n_cells: int, validation_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(validation cells, test cells) of ``n_cells``: each fraction rounded, a positive
+    fraction holding out at least one cell (train.held_out_split, input_checks)."""
+
+    def size(fraction: float) -> int:
+        return max(int(round(n_cells * fraction)), 1) if fraction > 0 else 0
+
+    return size(validation_fraction), size(test_fraction)

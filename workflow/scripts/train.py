@@ -35,7 +35,7 @@ from rule_io import FILE_ONLY, InputError, atomic_path, log, setup_logging
 from versions import software_versions
 from losses import LOSS_TERMS, LossWeights, ivae_loss
 from model import COVARIATE_LAYERS, IVAE, ModelSettings
-from sizing import auto_epochs
+from sizing import auto_epochs, held_out_sizes
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,7 @@ def held_out_split(n_cells: int, validation_fraction: float, test_fraction: floa
     rest for training; a positive fraction holds out at least one cell. With no test cells
     the split is the validation split of earlier versions."""
 
-    def size(fraction: float) -> int:
-        return max(int(round(n_cells * fraction)), 1) if fraction > 0 else 0
-
-    n_val, n_test = size(validation_fraction), size(test_fraction)
+    n_val, n_test = held_out_sizes(n_cells, validation_fraction, test_fraction)
     order = np.random.default_rng(seed).permutation(n_cells)
     return np.sort(order[n_val + n_test:]), np.sort(order[:n_val]), np.sort(order[n_val:n_val + n_test])
 
