@@ -20,6 +20,7 @@ include: "workflow/rules/mapping.smk"
 include: "workflow/rules/docs.smk"
 include: "workflow/rules/verdict.smk"
 include: "workflow/rules/components.smk"
+include: "workflow/rules/paper.smk"
 
 
 remove_stale_locks()  # a killed run's, so that the same command resumes it

@@ -126,3 +126,11 @@ def test_swept_i_dim_not_below_latent_dim_is_named_before_running(tmp_path, coun
     result = snakemake(tmp_path, "--dry-run", check=False)
     out = result.stderr + result.stdout
     assert result.returncode != 0 and "datasets.d (i_dim=10): model.i_dim (10) must be smaller" in out
+
+
+def test_paper_seeds_outside_the_evaluation_seeds_are_named(tmp_path, counts_file):
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file, "label_key": "bulk_labels"}},
+                            "paper": {"seeds": [0, 7]}})
+    result = snakemake(tmp_path, "paper", "--dry-run", check=False)
+    out = result.stderr + result.stdout
+    assert result.returncode != 0 and "config paper.seeds: [7] are not evaluation seeds of dataset 'd'" in out

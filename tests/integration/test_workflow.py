@@ -373,3 +373,25 @@ def test_components(run):
     assert (single["seed_pairs"] == 0).all() and single["stability"].isna().all()  # one seed: no pairs
     img = imread(workdir / "results" / "pbmc68k" / "figures" / "components.png")
     assert img.shape[1] > 1500 and img[..., :3].std() > 0.05
+
+
+def test_paper_protocol_both_ways(run):
+    """`snakemake paper`: the reference package trained (fewer steps here) and both model
+    families scored by both protocols, on the labelled dataset only; the page from the table."""
+    workdir, _ = run
+    snakemake(workdir, "paper", "--config", "paper={steps: 40, scoring_batches: 5}")
+    res = workdir / "results" / "pbmc68k"
+    trace = pd.read_csv(res / "paper" / "iVAE" / "seed1" / "trace.tsv", sep="\t")
+    assert len(trace) == 40 and (trace["irecon_loss"] > 0).all()
+    assert (pd.read_csv(res / "paper" / "VAE" / "seed0" / "trace.tsv", sep="\t")["irecon_loss"] == 0).all()
+    table = pd.read_csv(res / "paper_protocol.tsv", sep="\t")
+    assert len(table) == 2 * 2 * (3 + 2)  # models x seeds x (package: 3 protocols; workflow: 2)
+    own = table[(table["family"] == "workflow") & (table["protocol"] == "workflow")].set_index(["method", "seed"])
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t").set_index(["method", "seed"])
+    assert own["ARI"].to_dict() == pytest.approx(metrics.loc[own.index, "ARI"].to_dict(), abs=1e-5)
+    directions = pd.read_csv(res / "paper_protocol_directions.tsv", sep="\t")
+    assert len(directions) == 2 * 2 * 6 and set(directions["paper_holds"]) <= {"yes", "opposite", "not shown"}
+    assert not (workdir / "results" / "small10x" / "paper_protocol.tsv").exists()  # no labels: not compared
+    page = (workdir / "docs" / "paper_protocol.md").read_text()
+    assert "# The paper's protocol, both ways" in page and "### pbmc68k" in page
+    assert pd.read_csv(workdir / "docs" / "paper_protocol" / "runs.tsv", sep="\t").equals(table)

@@ -15,7 +15,7 @@ from rattler import MatchSpec
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tests" / "integration" / "conda_shim"))
-from fake_conda import pypi_requirement  # noqa: E402
+from fake_conda import env_requirements, pypi_requirement  # noqa: E402
 
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 
@@ -31,7 +31,7 @@ def requirements() -> dict:
 
 
 def test_envs_exist_and_every_rule_uses_one():
-    assert {p.stem for p in ENVS} == {"scanpy", "train", "figures", "scib"}
+    assert {p.stem for p in ENVS} == {"scanpy", "train", "figures", "scib", "ivae_reference"}
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
         for path in re.findall(r'conda:\s*\n\s*"([^"]+)"', text):
@@ -45,6 +45,12 @@ def test_env_specs(env):
     assert spec["channels"] == ["conda-forge", "bioconda", "nodefaults"]
     pins = requirements()
     for dep in spec["dependencies"]:
+        if isinstance(dep, dict):  # a pip section: PyPI names, pinned as in requirements.txt
+            assert set(dep) == {"pip"}, (env.name, dep)
+            for requirement in dep["pip"]:
+                name, version = requirement.split("==")
+                assert pins.get(name.lower()) == version, (env.name, requirement, pins.get(name.lower()))
+            continue
         match = MatchSpec(dep)
         assert match.version is not None, f"{env.name}: {dep} is not pinned"
         requirement = pypi_requirement(dep)
@@ -78,6 +84,12 @@ def test_fake_conda_pypi_requirement(spec, requirement):
 def test_fake_conda_rejects_what_it_cannot_translate(spec):
     with pytest.raises(ValueError, match="unsupported match spec"):
         pypi_requirement(spec)
+
+
+def test_fake_conda_reads_a_pip_section():
+    assert env_requirements(["numpy=2.4.6", "pip=25.3", {"pip": ["iVAE==0.0.5"]}]) == ["numpy==2.4.6.*", "iVAE==0.0.5"]
+    with pytest.raises(ValueError, match="pip section of pinned names"):
+        env_requirements([{"pip": ["iVAE"]}])
 
 
 def test_training_env_requires_a_cuda_build():

@@ -590,3 +590,41 @@ def reference_model(wildcards):
     """The reference's main model (the iVAE at its train.seed)."""
     seed = dataset_params(wildcards.reference, "train")["seed"]
     return f"{run_dir(wildcards.reference, methods.MAIN, seed)}/model.pt"
+
+
+#: Datasets the paper's protocol is compared on: those with cell-type labels.
+PAPER_DATASETS = [d for d, entry in config["datasets"].items() if entry["label_key"]]
+#: The reference package's two models: its iVAE (config paper.irecon) and its VAE (0).
+PAPER_IRECON = {"iVAE": float(config["paper"]["irecon"]), "VAE": 0.0}
+
+
+def paper_seeds(dataset):
+    """The seeds of the paper-protocol comparison: config paper.seeds, else the dataset's
+    evaluation seeds; they must be evaluation seeds (the workflow's models are those).
+    """
+    seeds = config["paper"]["seeds"]
+    if seeds is None:
+        return dataset_seeds(dataset)
+    extra = sorted(set(seeds) - set(dataset_seeds(dataset)))
+    if extra:
+        raise ValueError(
+            f"config paper.seeds: {extra} are not evaluation seeds of dataset {dataset!r} "
+            f"({dataset_seeds(dataset)}); the paper's protocol scores the default run's models."
+        )
+    return list(seeds)
+
+
+def paper_reference_scores(wildcards):
+    return [
+        f"results/{wildcards.dataset}/paper/{m}/seed{s}/scores.tsv"
+        for m in PAPER_IRECON
+        for s in paper_seeds(wildcards.dataset)
+    ]
+
+
+def paper_workflow_scores(wildcards):
+    return [
+        f"{run_dir(wildcards.dataset, m, s)}/paper_scores.tsv"
+        for m in PAPER_IRECON
+        for s in paper_seeds(wildcards.dataset)
+    ]

@@ -85,6 +85,21 @@ def pypi_requirement(spec: str) -> str | None:
     return f"{name}=={version}"
 
 
+def env_requirements(dependencies: list) -> list[str]:
+    """pip requirements of an env file's dependencies: each conda spec translated
+    (pypi_requirement), and the entries of a ``pip:`` section as they are (conda installs
+    those with pip too). Each one must be pinned with ``==``."""
+    requirements = []
+    for dep in dependencies:
+        if isinstance(dep, dict):
+            if set(dep) != {"pip"} or not all(isinstance(r, str) and "==" in r for r in dep["pip"]):
+                raise ValueError(f"fake conda: unsupported dependency {dep!r} (a pip section of pinned names only)")
+            requirements += dep["pip"]
+        elif (requirement := pypi_requirement(dep)):
+            requirements.append(requirement)
+    return requirements
+
+
 def record(event: dict) -> None:
     """Append ``event`` to the log named by CONDA_SHIM_LOG, if any."""
     if os.environ.get("CONDA_SHIM_LOG"):
@@ -103,7 +118,7 @@ def run(cmd: list[str]) -> None:
 def create_env(env_file: Path, prefix: Path) -> None:
     """Make ``prefix`` a virtualenv holding the packages of the env file ``env_file``."""
     spec = yaml.safe_load(env_file.read_text())
-    requirements = [r for r in map(pypi_requirement, spec["dependencies"]) if r]
+    requirements = env_requirements(spec["dependencies"])
     # venv builds on the base interpreter even when run from a virtualenv, so the env holds
     # only what pip installs below, never this interpreter's packages. This interpreter's
     # pip installs into it (--python), which spares making a pip in every env.
