@@ -230,7 +230,8 @@ def test_sweep(run):
 
 def test_compare(run):
     """`snakemake compare`: a model of config `compare` is one entry (settings and colour),
-    trained and scored beside the default run's models, drawn in its colour."""
+    trained and scored beside the default run's models and the standard models (scVI,
+    LDVAE), drawn in its colour."""
     from matplotlib.image import imread
 
     workdir, _ = run
@@ -247,8 +248,14 @@ def test_compare(run):
     res = workdir / "results" / "pbmc68k"
     table = pd.read_csv(res / "compare" / "metrics.tsv", sep="\t")
     assert list(dict.fromkeys(table["method"])) == ["iVAE", "VAE", "VAE-narrow", "VAE-beta-matched",
-                                                    "iVAE-stop-gradient", "beta-VAE", "PCA", "ICA", "NMF", "FA"]
+                                                    "iVAE-stop-gradient", "scVI", "LDVAE", "beta-VAE", "PCA", "ICA",
+                                                    "NMF", "FA"]
     assert np.isfinite(table[["NMI", "ARI", "ASW"]].to_numpy()).all()
+    standard = table[table["method"].isin(["scVI", "LDVAE"])]
+    assert np.isfinite(standard[["test_nelbo", "test_iwae_nll"]].to_numpy()).all() and len(standard) == 4
+    assert (standard["epochs_run"] <= 25).all()  # train.epochs holds for them too
+    loadings = pd.read_csv(res / "runs" / "LDVAE" / "seed0" / "loadings.tsv", sep="\t")
+    assert len(loadings) == 8 * len(ckpt_genes(res / "runs" / "iVAE" / "seed0" / "model.pt"))  # latent_dim 8
     log = pd.read_csv(res / "runs" / "beta-VAE" / "seed1" / "training_log.tsv", sep="\t")
     assert (log["irecon"] == 0).all()
     ckpt = torch.load(res / "runs" / "beta-VAE" / "seed1" / "model.pt", weights_only=True)

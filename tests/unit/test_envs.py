@@ -31,7 +31,7 @@ def requirements() -> dict:
 
 
 def test_envs_exist_and_every_rule_uses_one():
-    assert {p.stem for p in ENVS} == {"scanpy", "train", "figures", "scib", "ivae_reference"}
+    assert {p.stem for p in ENVS} == {"scanpy", "train", "figures", "scib", "ivae_reference", "scvi"}
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
         for path in re.findall(r'conda:\s*\n\s*"([^"]+)"', text):

@@ -24,7 +24,8 @@ def test_built_in_methods_and_their_settings():
     assert BUILT_IN["VAE-beta-matched"].overrides(MODEL, {"beta": 0.5, "irecon": 1.0})[1]["beta"] == 0.25
     assert BUILT_IN["iVAE-stop-gradient"].overrides(MODEL, TRAIN) == ({"stop_gradient": True}, {})
     assert BUILT_IN[NO_COVARIATES].overrides(MODEL, TRAIN) == ({}, {}) and not BUILT_IN[NO_COVARIATES].covariates
-    assert {m.role for m in BUILT_IN.values()} == {"model", "control", "baseline"}
+    assert {m.role for m in BUILT_IN.values()} == {"model", "control", "standard", "baseline"}
+    assert methods.STANDARD == ("scVI", "LDVAE") and not set(methods.STANDARD) & set(default_methods(True))
     assert not any(BUILT_IN[b].trained for b in BASELINES)
 
 

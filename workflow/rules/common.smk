@@ -55,6 +55,10 @@ wildcard_constraints:
     dataset="|".join(map(re.escape, DATASETS)),
 
 
+#: A method wildcard that is not a standard model (those have their own training rule).
+NOT_STANDARD = "(?!(?:" + "|".join(methods.STANDARD) + ")/)[^/]+"
+
+
 def dataset_params(dataset, section):
     """Global `section` of the config with this dataset's overrides applied."""
     return {**config[section], **_OVERRIDES[dataset][section]}
@@ -357,8 +361,19 @@ def baseline_files(dataset):
 
 
 def compare_methods(dataset):
-    """The trained models of `snakemake compare`: the default run's and config `compare`."""
-    return [*default_methods(dataset), *COMPARE]
+    """The trained models of `snakemake compare`: the default run's, the standard models
+    (scVI, LDVAE) and config `compare`."""
+    return [*default_methods(dataset), *methods.STANDARD, *COMPARE]
+
+
+def standard_models(dataset):
+    """The standard models (scVI, LDVAE) of the dataset's default run: evaluation.standard_models."""
+    return list(dataset_params(dataset, "evaluation")["standard_models"])
+
+
+def table_methods(dataset):
+    """The trained models of the dataset's metrics table: the default run's and its standard models."""
+    return [*default_methods(dataset), *standard_models(dataset)]
 
 
 def input_check_settings(wildcards):
@@ -381,7 +396,7 @@ def sweep_run_methods(dataset):
 def default_run_metrics(wildcards):
     return [
         *run_files(
-            wildcards.dataset, default_methods(wildcards.dataset), "run_metrics.tsv"
+            wildcards.dataset, table_methods(wildcards.dataset), "run_metrics.tsv"
         ),
         *baseline_files(wildcards.dataset),
     ]
@@ -439,10 +454,10 @@ SCIB_DATASETS = [
 
 
 def scib_runs(wildcards):
-    """(method, seed) of every default-run model of the dataset (scib_metrics)."""
+    """(method, seed) of every model of the dataset's metrics table (scib_metrics)."""
     return [
         (m, s)
-        for m in default_methods(wildcards.dataset)
+        for m in table_methods(wildcards.dataset)
         for s in dataset_seeds(wildcards.dataset)
     ]
 

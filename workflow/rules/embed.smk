@@ -13,6 +13,8 @@ rule embed:
         "logs/embed/{dataset}/{method}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/embed/{dataset}/{method}/seed{seed}.tsv"
+    wildcard_constraints:
+        method=NOT_STANDARD,
     conda:
         "../../envs/train.yaml"
     threads: job_threads(2, "data")

@@ -126,7 +126,7 @@ rule plot_metrics:
     resources:
         mem_mb=2000,
     params:
-        colours=colours_of(default_methods),
+        colours=colours_of(table_methods),
     script:
         "../scripts/plot_metrics.py"
 

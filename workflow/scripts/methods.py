@@ -17,6 +17,8 @@ Roles:
   the iVAE whose module sees z with its gradient stopped, so that the module cannot shape z
   and what remains is the extra decoder pass; ``iVAE-no-covariates``, the dataset's
   covariates left out;
+- ``standard``: the field's standard models from scvi-tools, trained by their own rule
+  (``train_standard``): ``scVI`` and ``LDVAE`` (linear decoder, loadings as gene programs);
 - ``baseline``: a linear or matrix-factorisation embedding of the log-normalised data,
   fitted once per training seed (``baselines`` rule);
 - ``compare``: the models of config ``compare`` (``snakemake compare``);
@@ -102,6 +104,10 @@ BUILT_IN: dict[str, Method] = {m.name: m for m in [
            "the iVAE whose module sees z with its gradient stopped: the module cannot shape z", _stop_gradient),
     Method(NO_COVARIATES, "control", "#882255", "the iVAE without the dataset's covariates",
            covariates=False),
+    Method("scVI", "standard", "#44AA99", "scvi-tools' SCVI at its defaults (Lopez et al. 2018)"),
+    Method("LDVAE", "standard", "#AA4499",
+           "scvi-tools' LinearSCVI at its defaults: a linear decoder whose loadings are gene programs "
+           "(Svensson et al. 2020)"),
     Method("PCA", "baseline", BASELINE_GREY, "principal components of the log-normalised genes"),
     Method("ICA", "baseline", BASELINE_GREY, "FastICA of the log-normalised genes"),
     Method("NMF", "baseline", BASELINE_GREY, "non-negative matrix factorisation of the log-normalised genes"),
@@ -109,6 +115,8 @@ BUILT_IN: dict[str, Method] = {m.name: m for m in [
 ]}
 #: The linear baselines, fitted by the ``baselines`` rule.
 BASELINES = tuple(name for name, m in BUILT_IN.items() if m.role == "baseline")
+#: The field's standard models (scvi-tools), trained by the ``train_standard`` rule.
+STANDARD = tuple(name for name, m in BUILT_IN.items() if m.role == "standard")
 #: The controls of "does the interpretative module help?": those conditioned like the iVAE
 #: (the one without covariates answers another question).
 MODULE_CONTROLS = [name for name, m in BUILT_IN.items() if m.role == "control" and m.covariates]
@@ -118,7 +126,7 @@ def default_methods(has_covariates: bool) -> list[str]:
     """The trained models of the default run: the iVAE, its controls, and with covariates
     the iVAE without them."""
     return [name for name, m in BUILT_IN.items()
-            if m.trained and (m.name != NO_COVARIATES or has_covariates)]
+            if m.role in ("model", "control") and (m.name != NO_COVARIATES or has_covariates)]
 
 
 def compare_method(name: str, entry: dict, position: int = 0) -> Method:

@@ -1,0 +1,78 @@
+"""standard_models.py: scVI and LDVAE from scvi-tools on the workflow's split, covariates
+and outputs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rule_io import InputError
+from train import held_out_split
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def small(pbmc68k_counts):
+    """200 cells x the 100 most expressed genes of pbmc68k_reduced (raw counts), and two batches."""
+    X = pbmc68k_counts.X[:200]
+    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+    top = np.sort(np.argsort(-X.sum(0))[:100])
+    batches = pd.DataFrame({"donor": np.where(np.arange(200) % 2, "d1", "d2")})
+    return X[:, top].astype(np.float32), pbmc68k_counts.var_names[top], batches
+
+
+def test_default_max_epochs_are_scvi_tools():
+    from standard_models import default_max_epochs
+
+    assert default_max_epochs(700) == 400 and default_max_epochs(20000) == 400
+    assert default_max_epochs(50000) == 160 and default_max_epochs(1_000_000) == 8
+
+
+def test_ldvae_trains_on_the_workflows_split_reproducibly(small):
+    from standard_models import fit, held_out, loadings_table, make_anndata
+
+    counts, genes, _ = small
+    split = held_out_split(200, 0.1, 0.1, seed=3)
+    runs = []
+    for _ in range(2):
+        model, history = fit(make_anndata(counts, genes), "LDVAE", latent_dim=4, seed=3, split=split, patience=5,
+                             max_epochs=3, batch_size=64)
+        runs.append((model, history, model.get_latent_representation()))
+    (model, history, latent), (_, _, again) = runs
+    np.testing.assert_array_equal(latent, again)  # the seed fixes every stream
+    assert latent.shape == (200, 4)
+    for ours, theirs in zip(split, (model.train_indices, model.validation_indices, model.test_indices)):
+        assert np.array_equal(np.sort(theirs), ours)  # the workflow models' cells, the test cells never trained on
+    assert list(history.columns) == ["epoch", "loss", "val_loss", "selected"] and len(history) == 3
+    assert history["selected"].tolist() == [False, False, True]
+    likelihood = held_out(model, split[2], n_samples=50)
+    assert np.isfinite(list(likelihood.values())).all()
+    assert likelihood["test_iwae_nll"] <= likelihood["test_nelbo"] + 1e-3  # the importance-sampled bound is tighter
+    loadings = loadings_table(model)
+    assert len(loadings) == 4 * 100 and set(loadings["gene"]) == set(map(str, genes))
+    for _, component in loadings.groupby("component"):
+        assert sorted(component["rank"]) == list(range(1, 101))
+        assert abs(component.iloc[0]["loading"]) == component["loading"].abs().max()  # rank 1: the largest |loading|
+    wide = model.get_loadings()
+    first = loadings[loadings["component"] == 0].set_index("gene")["loading"]
+    np.testing.assert_allclose(first.loc[wide.index].to_numpy(), wide.iloc[:, 0].to_numpy())
+
+
+def test_scvi_takes_the_batch_covariate(small):
+    from standard_models import fit, make_anndata
+
+    counts, genes, batches = small
+    adata = make_anndata(counts, genes, batches)
+    assert adata.obs["covariate_donor"].cat.categories.tolist() == ["d1", "d2"]
+    model, _ = fit(adata, "scVI", latent_dim=4, seed=0, split=held_out_split(200, 0.1, 0.1, seed=0), patience=5,
+                   max_epochs=2, batch_size=64)
+    assert model.summary_stats["n_batch"] == 2
+
+
+def test_no_validation_cells_is_refused(small):
+    from standard_models import fit, make_anndata
+
+    counts, genes, _ = small
+    with pytest.raises(InputError, match="validation_fraction"):
+        fit(make_anndata(counts, genes), "LDVAE", latent_dim=4, seed=0, split=held_out_split(200, 0.0, 0.1, seed=0),
+            patience=5, max_epochs=1)
