@@ -368,7 +368,8 @@ def test_components(run):
     res = workdir / "results" / "pbmc68k" / "components"
     summary = pd.read_csv(res / "summary.tsv", sep="\t").set_index("model")
     assert list(summary.index) == ["iVAE z", "iVAE interpretative", "VAE z", "VAE-narrow z", "VAE-beta-matched z",
-                                   "iVAE-stop-gradient z", "PCA", "ICA", "NMF", "FA", "random projection"]
+                                   "iVAE-stop-gradient z", "scVI z", "LDVAE z", "LDVAE loadings", "PCA", "ICA", "NMF",
+                                   "FA", "random projection"]
     assert (summary["seed_pairs"] == 1).all() and summary["stability"].between(0, 1).all()
     assert summary.loc["PCA", "stability"] == pytest.approx(1.0, abs=1e-6)  # the same fit at every seed
     assert (summary["seeds"] == 2).all() and summary["enriched_fraction"].between(0, 1).all()

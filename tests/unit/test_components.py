@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 from scipy.stats import hypergeom
 
+from rule_io import InputError
 from components import (FDR, enrichment, gene_namespace, matched_abs_r, random_projection, read_gmt, stability,
                         summarise)
 
@@ -59,3 +60,15 @@ def test_summary_and_null():
     row = summarise(stab, enr, {"m": 2}).iloc[0]
     assert row["stability"] == pytest.approx(0.6) and row["seed_pairs"] == 2
     assert row["enriched_fraction"] == pytest.approx(0.5) and row["enriched_fraction_sd"] == 0  # 1/2 at both seeds
+
+
+def test_loadings_matrix_in_the_datas_gene_order(tmp_path):
+    from components import loadings_matrix
+
+    long = pd.DataFrame({"component": [0, 0, 0, 1, 1, 1], "gene": ["B", "A", "0002", "B", "A", "0002"],
+                         "loading": [0.5, -1.0, 2.0, 0.1, 0.2, 0.3], "rank": [3, 2, 1, 3, 2, 1]})
+    long.to_csv(tmp_path / "loadings.tsv", sep="\t", index=False)
+    np.testing.assert_array_equal(loadings_matrix(tmp_path / "loadings.tsv", ["0002", "A", "B"]),
+                                  [[2.0, 0.3], [-1.0, 0.2], [0.5, 0.1]])
+    with pytest.raises(InputError, match="no loading for 1 of the data's genes"):
+        loadings_matrix(tmp_path / "loadings.tsv", ["A", "B", "C"])

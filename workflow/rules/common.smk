@@ -643,3 +643,24 @@ def paper_workflow_scores(wildcards):
         for m in PAPER_IRECON
         for s in paper_seeds(wildcards.dataset)
     ]
+
+
+def component_runs(wildcards):
+    """(method, seed) of `snakemake components`: the module comparison's models and the
+    standard models (scVI, LDVAE) at every seed of the dataset."""
+    names = [methods.MAIN, *methods.MODULE_CONTROLS, *methods.STANDARD]
+    return [(m, s) for m in names for s in dataset_seeds(wildcards.dataset)]
+
+
+def component_embeddings(wildcards):
+    return [
+        f"{run_dir(wildcards.dataset, m, s)}/embedding.h5ad"
+        for m, s in component_runs(wildcards)
+    ]
+
+
+def ldvae_loadings(wildcards):
+    return [
+        f"{run_dir(wildcards.dataset, 'LDVAE', s)}/loadings.tsv"
+        for s in dataset_seeds(wildcards.dataset)
+    ]

@@ -34,7 +34,8 @@ rule component_meaning:
     top genes tested against the Hallmark sets; a random-projection null beside."""
     input:
         data="results/{dataset}/preprocessed.h5ad",
-        embeddings=module_comparison_embeddings,
+        embeddings=component_embeddings,
+        loadings=ldvae_loadings,
         gene_sets="results/downloads/msigdb_hallmark.gmt",
     output:
         stability="results/{dataset}/components/stability.tsv",
@@ -51,7 +52,8 @@ rule component_meaning:
         mem_mb=job_mem_mb("metrics", "data", subsampled=True),
         runtime=job_runtime("metrics", "data"),
     params:
-        runs=module_comparison_runs,
+        runs=component_runs,
+        loadings_seeds=lambda wildcards: dataset_seeds(wildcards.dataset),
         n_components=latent_dim_param,
         max_cells=max_cells_param,
         eval_seed=eval_seed,

@@ -1,7 +1,8 @@
 """`components` rule: what the components mean, for every model that has components.
 
-Models: each trained model's posterior-mean latent z (the iVAE and its controls), the
-iVAE's interpretative embedding, the PCA/ICA/NMF/FA baselines with latent_dim components
+Models: each trained model's posterior-mean latent z (the iVAE and its controls, scVI,
+LDVAE), the iVAE's interpretative embedding, LDVAE's loadings (its linear decoder's
+weights, genes x components: the gene programs its authors read), the PCA/ICA/NMF/FA baselines with latent_dim components
 (refitted here on every cell, one fit per training seed), and a null: random projections
 of the log-normalised genes (each component a Gaussian combination of the genes), which
 gives what chance gives.
@@ -11,7 +12,8 @@ gives what chance gives.
   and the median matched |r|; per model, the median over seed pairs.
 - **Gene-set enrichment**: each component's genes ranked by their Pearson r with it across
   cells (component_genes.expression_correlation, log-normalised expression of the highly
-  variable genes); the TOP genes of each tail (positive and negative: a component's sign
+  variable genes), or for LDVAE's loadings by the loadings themselves (their stability:
+  matched |r| across genes); the TOP genes of each tail (positive and negative: a component's sign
   is arbitrary) tested against every MSigDB Hallmark set (hypergeometric, universe: the
   highly variable genes that have a name in the collection's namespace; sets with at
   least MIN_SET_SIZE genes in it); Benjamini-Hochberg over every test of one model and
@@ -177,6 +179,17 @@ def model_embeddings(runs: dict[tuple[str, int], str], X: np.ndarray, rows: np.n
     return out
 
 
+def loadings_matrix(path, genes) -> np.ndarray:
+    """An LDVAE run's loadings.tsv as genes x components, in the order of ``genes``."""
+    long = pd.read_csv(path, sep="\t", dtype={"gene": str}, keep_default_na=False)
+    wide = long.pivot(index="gene", columns="component", values="loading")
+    missing = pd.Index(map(str, genes)).difference(wide.index)
+    if len(missing):
+        raise InputError(f"{path}: no loading for {len(missing)} of the data's genes (e.g. {list(missing[:3])}); "
+                         "rerun the model.")
+    return wide.loc[list(map(str, genes))].to_numpy(dtype=np.float64)
+
+
 def main(snakemake) -> None:
     from threadpoolctl import threadpool_limits
 
@@ -198,13 +211,24 @@ def main(snakemake) -> None:
     log.info("genes matched to the gene sets: %s", mapping)
     with threadpool_limits(getattr(snakemake, "threads", None)):
         models = model_embeddings(runs, X, rows, int(params.n_components))
+    var_names = read_var_names(snakemake.input.data)
+    # gene readings (genes x components) instead of cell embeddings: enriched as they are
+    readings = {"LDVAE loadings": {int(seed): loadings_matrix(path, var_names)
+                                   for seed, path in zip(params.loadings_seeds, snakemake.input.loadings, strict=True)}}
+    readings = {name: per_seed for name, per_seed in readings.items() if per_seed}
+    ordered = {}
+    for name, per_seed in models.items():  # LDVAE's loadings right after its z
+        ordered[name] = per_seed
+        if name == "LDVAE z":
+            ordered.update(readings)
+    models = {**ordered, **readings}
     stab, enr = [], []
     for model, per_seed in models.items():
         stab.append(stability(per_seed).assign(model=model))
         if mapping == "none":
             continue
         for seed, e in per_seed.items():
-            corr = expression_correlation(e, X)
+            corr = e.T if model in readings else expression_correlation(e, X)
             enr.append(enrichment(corr, genes, gene_sets).assign(model=model, seed=seed))
     stab = pd.concat(stab, ignore_index=True)[["model", "seed_a", "seed_b", "median_matched_r", "mean_matched_r"]]
     enr = (pd.concat(enr, ignore_index=True)[["model", "seed", "component", "tail", "gene_set", "overlap", "set_size",
