@@ -90,3 +90,28 @@ def test_replicates_are_compared_verdict_by_verdict(tmp_path):
     assert "### two threads per training" in (docs / "verdict.md").read_text()
     write_all(moved, docs, name="rep/x")
     assert (docs / "rep" / "x.md").exists() and (docs / "rep" / "x" / "comparisons.tsv").exists()
+
+
+def test_standard_models_are_a_family_of_their_own(tmp_path):
+    """scVI and LDVAE, where a dataset's run has them, are compared with the iVAE in a Holm
+    family of their own: the module's verdicts are those of the run without them."""
+    from verdict_page import STANDARD_REFERENCES
+    from verdicts import holm
+
+    effect = {r: 0.05 for r in REFERENCES}
+    without = comparisons(collect_runs({"a": metrics_table(tmp_path / "a.tsv", effect)}, {}))
+    table = pd.read_csv(tmp_path / "a.tsv", sep="\t")
+    standard = pd.concat([table[table["method"] == "VAE"].assign(method=name, ARI=lambda t, d=d: t["ARI"] + d)
+                          for name, d in zip(STANDARD_REFERENCES, (0.1, 0.0))])
+    pd.concat([table, standard]).to_csv(tmp_path / "b.tsv", sep="\t", index=False)
+    runs = collect_runs({"a": str(tmp_path / "b.tsv")}, {})
+    comp = comparisons(runs)
+    module = comp[comp["family"] == "module"].drop(columns="family").reset_index(drop=True)
+    pd.testing.assert_frame_equal(module, without.drop(columns="family").reset_index(drop=True))
+    extra = comp[comp["family"] == "standard"]
+    assert set(extra["reference"]) == set(STANDARD_REFERENCES)
+    np.testing.assert_allclose(extra["p_holm"], holm(extra["p"]))
+    assert extra.set_index(["reference", "metric"]).loc[("scVI", "ARI"), "verdict"] == "worse"
+    text = page(runs, comp, pooled_table(runs))
+    assert "| scVI |" in text and "a family of its own for Holm's correction" in text
+    assert "a family of its own" not in page(runs, without, pooled_table(runs))
