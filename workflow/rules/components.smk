@@ -121,3 +121,40 @@ rule scib_metrics:
         eval_seed=eval_seed,
     script:
         "../scripts/scib.py"
+
+
+#: The components page and its tables under docs/.
+COMPONENTS_DOCS = {
+    name: os.path.normpath(os.path.join(DOCS_ROOT, "docs", path))
+    for name, path in {
+        "stability": "components/stability.tsv",
+        "enrichment": "components/enrichment.tsv",
+        "tests": "components/tests.tsv",
+        "page": "components.md",
+    }.items()
+}
+
+
+rule components_page:
+    """Every dataset's component stability and enrichment in per-seed tables beside the
+    docs, each model's enrichment tested against the null, and docs/components.md written
+    from them."""
+    input:
+        stability=expand("results/{dataset}/components/stability.tsv", dataset=DATASETS),
+        enrichment=expand(
+            "results/{dataset}/components/enrichment.tsv", dataset=DATASETS
+        ),
+        summary=expand("results/{dataset}/components/summary.tsv", dataset=DATASETS),
+    output:
+        **COMPONENTS_DOCS,
+    log:
+        "logs/components_page.log",
+    conda:
+        "../../envs/scanpy.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        datasets=DATASETS,
+    script:
+        "../scripts/components_page.py"
