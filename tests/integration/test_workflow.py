@@ -387,7 +387,8 @@ def test_paper_protocol_both_ways(run):
     """`snakemake paper`: the reference package trained (fewer steps here) and both model
     families scored by both protocols, on the labelled dataset only; the page from the table."""
     workdir, _ = run
-    snakemake(workdir, "paper", "--config", "paper={steps: 40, scoring_batches: 5}")
+    (workdir / "paper_steps.yaml").write_text(yaml.safe_dump({"paper": {"steps": 40, "scoring_batches": 5}}))
+    snakemake(workdir, "paper", "--configfile", str(workdir / "paper_steps.yaml"))  # merged over config.yaml
     res = workdir / "results" / "pbmc68k"
     trace = pd.read_csv(res / "paper" / "iVAE" / "seed1" / "trace.tsv", sep="\t")
     assert len(trace) == 40 and (trace["irecon_loss"] > 0).all()
