@@ -96,6 +96,17 @@ def test_compare_protocols_says_whether_the_papers_direction_holds(shift, expect
     assert (comp["p_holm"] >= comp["p"]).all()
 
 
+def test_pooled_over_datasets():
+    from paper_protocol import pooled_protocols
+
+    runs = pd.concat([runs_table(0.5).assign(dataset=d) for d in ("a", "b", "c")], ignore_index=True)
+    pool = pooled_protocols(runs)
+    assert len(pool) == 2 * 2 * len(METRICS) and (pool["datasets"] == 3).all()
+    assert pool["mean"].to_numpy() == pytest.approx(0.5, abs=0.02)
+    for row in pool.itertuples():
+        assert row.paper_holds == ("yes" if PAPER_DIRECTION[row.metric] > 0 else "opposite"), row
+
+
 def test_compare_protocols_noise_is_not_shown():
     comp = compare_protocols(runs_table(0.0, noise=1.0))
     assert (comp["paper_holds"] == "not shown").all()
@@ -158,6 +169,7 @@ def test_dataset_table_and_page(tmp_path):
     assert set(table["method"]) == {"iVAE", "VAE"}  # PCA's row is not part of it
     comp = compare_protocols(table)
     text = page(table, comp)
+    assert "## Pooled over datasets" not in text  # one dataset: nothing to pool
     assert "| reference package | paper | 1 / 1 | 1 / 1 |" in text
     # the iVAE column holds the iVAE's mean (0.5 above the VAE's)
     first = next(line for line in text.splitlines() if line.startswith("| reference package | paper | ARI |"))

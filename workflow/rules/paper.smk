@@ -9,6 +9,9 @@ PAPER_OUTPUTS = {
     "directions": os.path.normpath(
         os.path.join(DOCS_ROOT, "docs", PAPER_NAME, "directions.tsv")
     ),
+    "pooled": os.path.normpath(
+        os.path.join(DOCS_ROOT, "docs", PAPER_NAME, "pooled.tsv")
+    ),
     "page": os.path.normpath(os.path.join(DOCS_ROOT, "docs", f"{PAPER_NAME}.md")),
 }
 

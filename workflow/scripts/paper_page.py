@@ -12,7 +12,7 @@ into ``paper_protocol.tsv`` (one row per family x protocol x model x seed) and
 and protocol, whether each Figure 1C direction holds).
 
 ``paper`` writes the tables of every labelled dataset under docs/{output}/ (runs.tsv,
-committed, and directions.tsv) and the page docs/{output}.md from them alone, which
+committed; directions.tsv; pooled.tsv, iVAE − VAE over datasets) and the page docs/{output}.md from them alone, which
 ``python workflow/scripts/paper_page.py docs/paper_protocol/runs.tsv docs`` rewrites
 without rerunning anything.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paper_protocol import FAMILIES, METRICS, PAPER_FIGURE_1C, PROTOCOLS, compare_protocols
+from paper_protocol import FAMILIES, METRICS, PAPER_FIGURE_1C, PROTOCOLS, compare_protocols, pooled_protocols
 from rule_io import atomic_path, log, setup_logging
 
 COLUMNS = ["dataset", "family", "protocol", "method", "seed", *METRICS]
@@ -61,7 +61,7 @@ def summary_cell(values: pd.Series, digits: int = 3) -> str:
         f"{values.mean():.{digits}f}"
 
 
-def page(runs: pd.DataFrame, directions: pd.DataFrame) -> str:
+def page(runs: pd.DataFrame, directions: pd.DataFrame, pool: pd.DataFrame | None = None) -> str:
     """docs/paper_protocol.md, from the per-seed table and its comparisons."""
     datasets = list(dict.fromkeys(runs["dataset"]))
     seeds = runs.groupby("dataset")["seed"].nunique()
@@ -109,6 +109,16 @@ def page(runs: pd.DataFrame, directions: pd.DataFrame) -> str:
     opposite = directions[directions["paper_holds"] == "opposite"]
     lines += ["", f"Paper's direction: higher for the iVAE on every score but DB (lower). "
               f"Significant differences against it: {len(opposite)} of {len(directions)} tests.", ""]
+    if pool is not None and len(pool) and pool["datasets"].max() > 1:
+        lines += ["## Pooled over datasets", "",
+                  "iVAE − VAE: the mean of the datasets' mean differences, with a t interval over datasets "
+                  f"(uncorrected for the {len(pool)} estimates: read it beside the per-dataset tests).", "",
+                  "| family | protocol | metric | datasets | pooled difference [95 % CI] | paper's direction |",
+                  "|---|---|---|---|---|---|"]
+        for r in pool.itertuples():
+            lines.append(f"| {r.family} | {r.protocol} | {r.metric} | {r.datasets} | {fmt(r.mean)} "
+                         f"[{fmt(r.low)}, {fmt(r.high)}] | {r.paper_holds} |")
+        lines.append("")
     lines += ["## Per dataset", ""]
     for dataset in datasets:
         part = runs[runs["dataset"] == dataset]
@@ -138,12 +148,14 @@ def page(runs: pd.DataFrame, directions: pd.DataFrame) -> str:
 
 
 def write_all(runs: pd.DataFrame, docs: Path, name: str = "paper_protocol") -> None:
-    directions = compare_protocols(runs[runs["protocol"].isin(PROTOCOLS)])
+    tested = runs[runs["protocol"].isin(PROTOCOLS)]
+    directions, pool = compare_protocols(tested), pooled_protocols(tested)
     (docs / name).mkdir(parents=True, exist_ok=True)
-    with atomic_path(docs / name / "directions.tsv") as tmp:
-        directions.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    for table_name, table in (("directions.tsv", directions), ("pooled.tsv", pool)):
+        with atomic_path(docs / name / table_name) as tmp:
+            table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     with atomic_path(docs / f"{name}.md") as tmp:
-        Path(tmp).write_text(page(runs, directions))
+        Path(tmp).write_text(page(runs, directions, pool))
 
 
 def main_dataset(snakemake) -> None:

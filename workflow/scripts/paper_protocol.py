@@ -36,7 +36,7 @@ from sklearn.metrics import (adjusted_mutual_info_score, calinski_harabasz_score
                              normalized_mutual_info_score, silhouette_score)
 
 from correlation import correlation_score
-from verdicts import compare_methods
+from verdicts import compare_methods, pooled
 
 #: The reference package's settings that the paper's Figure 1C used (its defaults, with
 #: irecon 5 for the iVAE and 0 for its VAE, read at step 5,000).
@@ -126,3 +126,24 @@ def compare_protocols(runs: pd.DataFrame) -> pd.DataFrame:
     comp["paper_holds"] = np.where(significant & agrees, "yes", np.where(significant, "opposite", "not shown"))
     first = ["dataset", "family", "protocol", "metric", "method", "reference"]
     return comp[first + [c for c in comp if c not in first]]
+
+
+def pooled_protocols(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per family x protocol x metric, iVAE - VAE over datasets (verdicts.pooled: the mean
+    of the datasets' mean differences with a t interval over datasets, uncorrected), and
+    whether the interval places it the paper's way (``yes``), the other way (``opposite``)
+    or neither (``not shown``)."""
+    rows = []
+    for (family, protocol), part in runs.groupby(["family", "protocol"], sort=False):
+        for metric in METRICS:
+            estimate = pooled(part, "iVAE", "VAE", metric)
+            if estimate["datasets"]:
+                rows.append({"family": family, "protocol": protocol, "metric": metric, **estimate})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    direction = out["metric"].map(PAPER_DIRECTION)
+    above, below = out["low"] > 0, out["high"] < 0
+    agrees = (above & (direction > 0)) | (below & (direction < 0))
+    out["paper_holds"] = np.where(agrees, "yes", np.where(above | below, "opposite", "not shown"))
+    return out
