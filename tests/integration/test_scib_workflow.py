@@ -18,7 +18,7 @@ def test_scib_with_its_controls(tmp_path):
     snakemake(tmp_path, "scib")
     table = pd.read_csv(tmp_path / "results" / "lca" / "scib.tsv", sep="\t").set_index("embedding")
     assert list(table.index) == ["iVAE z", "VAE z", "VAE-narrow z", "VAE-beta-matched z", "iVAE-stop-gradient z",
-                                 "iVAE-no-covariates z", "PCA (uncorrected)", "Harmony on PCA"]
+                                 "iVAE-no-covariates z", "scVI z", "LDVAE z", "PCA (uncorrected)", "Harmony on PCA"]
     assert (table["seed"] == 0).all() and table[["iLISI", "KBET", "BRAS", "Total"]].notna().all().all()
     # the positive control corrects what the negative one leaves: 10x against Smart-seq2
     assert table.loc["Harmony on PCA", "Batch correction"] > table.loc["PCA (uncorrected)", "Batch correction"]

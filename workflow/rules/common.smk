@@ -454,12 +454,11 @@ SCIB_DATASETS = [
 
 
 def scib_runs(wildcards):
-    """(method, seed) of every model of the dataset's metrics table (scib_metrics)."""
-    return [
-        (m, s)
-        for m in table_methods(wildcards.dataset)
-        for s in dataset_seeds(wildcards.dataset)
-    ]
+    """(method, seed) of the scIB table: every default-run model and the standard models
+    (scVI with the batch covariate, the field's reference for batch correction, and LDVAE).
+    """
+    names = dict.fromkeys([*default_methods(wildcards.dataset), *methods.STANDARD])
+    return [(m, s) for m in names for s in dataset_seeds(wildcards.dataset)]
 
 
 def scib_embeddings(wildcards):
