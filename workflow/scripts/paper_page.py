@@ -61,6 +61,28 @@ def summary_cell(values: pd.Series, digits: int = 3) -> str:
         f"{values.mean():.{digits}f}"
 
 
+def in_words(directions: pd.DataFrame, pool: pd.DataFrame | None, seeds: pd.Series) -> list[str]:
+    """The page's sentences, from the tests alone: per family and protocol, the metrics whose
+    pooled difference lies the paper's way (or against it), and the per-dataset tally."""
+    lines = ["## In words", ""]
+    if pool is not None and len(pool) and pool["datasets"].max() > 1:
+        for (family, protocol), part in pool.groupby(["family", "protocol"], sort=False):
+            holds = part.loc[part["paper_holds"] == "yes", "metric"].tolist()
+            against = part.loc[part["paper_holds"] == "opposite", "metric"].tolist()
+            lines.append(f"- {family}, {protocol} protocol: pooled over {part['datasets'].max()} datasets, the paper's "
+                         f"direction on {', '.join(holds) if holds else 'no metric'}"
+                         + (f"; against it on {', '.join(against)}" if against else "") + ".")
+        lines.append("")
+    n, yes, opposite = len(directions), (directions["paper_holds"] == "yes").sum(), \
+        (directions["paper_holds"] == "opposite").sum()
+    per = directions.groupby("dataset").size()
+    lines += [f"Per dataset, at {', '.join(str(v) for v in sorted(set(seeds)))} seeds with Holm's correction over each "
+              f"dataset's {', '.join(str(v) for v in sorted(set(per)))} tests: {yes} of {n} tests show the paper's "
+              f"direction, {opposite} the opposite, the rest neither. These sentences come from the tables above "
+              "and nothing else.", ""]
+    return lines
+
+
 def page(runs: pd.DataFrame, directions: pd.DataFrame, pool: pd.DataFrame | None = None) -> str:
     """docs/paper_protocol.md, from the per-seed table and its comparisons."""
     datasets = list(dict.fromkeys(runs["dataset"]))
@@ -119,6 +141,7 @@ def page(runs: pd.DataFrame, directions: pd.DataFrame, pool: pd.DataFrame | None
             lines.append(f"| {r.family} | {r.protocol} | {r.metric} | {r.datasets} | {fmt(r.mean)} "
                          f"[{fmt(r.low)}, {fmt(r.high)}] | {r.paper_holds} |")
         lines.append("")
+    lines += in_words(directions, pool, seeds)
     lines += ["## Per dataset", ""]
     for dataset in datasets:
         part = runs[runs["dataset"] == dataset]
