@@ -46,7 +46,9 @@ def test_ldvae_trains_on_the_workflows_split_reproducibly(small):
     assert list(history.columns) == ["epoch", "loss", "val_loss", "selected"] and len(history) == 3
     assert history["selected"].tolist() == [False, False, True]
     likelihood = held_out(model, split[2], n_samples=50)
+    assert likelihood["test_cells"] == len(split[2]) == 20 and likelihood["samples"] == 50
     assert np.isfinite(list(likelihood.values())).all()
+    assert held_out(model, split[2], n_samples=5, max_cells=8)["test_cells"] == 8  # a seeded subsample above
     assert likelihood["test_iwae_nll"] <= likelihood["test_nelbo"] + 1e-3  # the importance-sampled bound is tighter
     loadings = loadings_table(model)
     assert len(loadings) == 4 * 100 and set(loadings["gene"]) == set(map(str, genes))

@@ -68,5 +68,7 @@ rule train_standard:
         latent_dim=latent_dim_param,
         covariates=covariate_keys,
         importance_samples=importance_samples,
+        likelihood_cells=likelihood_cells,
+        eval_seed=eval_seed,
     script:
         "../scripts/standard_models.py"

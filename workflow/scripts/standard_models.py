@@ -90,15 +90,20 @@ def history_table(history: dict) -> pd.DataFrame:
     return table
 
 
-def held_out(model, test_idx, n_samples: int) -> dict:
+def held_out(model, test_idx, n_samples: int, *, max_cells: int = 10000, seed: int = 0) -> dict:
     """Mean per test cell of the negative ELBO and of the importance-sampled negative
-    marginal log-likelihood (NaN without test cells)."""
-    if len(test_idx) == 0:
-        return {"test_nelbo": float("nan"), "test_iwae_nll": float("nan")}
-    idx = np.asarray(test_idx)
+    marginal log-likelihood (NaN without test cells); at most ``max_cells`` test cells, the
+    seeded subsample the workflow's models use (embed.held_out_likelihood), so the columns
+    are those of their test_likelihood.tsv."""
+    idx = np.sort(np.asarray(test_idx, dtype=np.int64))
+    if len(idx) > max_cells:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_cells, replace=False))
+    if len(idx) == 0:
+        return {"test_cells": 0, "samples": n_samples, "test_nelbo": float("nan"), "test_iwae_nll": float("nan")}
     elbo = model.get_elbo(indices=idx, return_mean=False)
     marginal = model.get_marginal_ll(indices=idx, n_mc_samples=n_samples, return_mean=False)
-    return {"test_nelbo": float(-np.asarray(elbo).mean()), "test_iwae_nll": float(-np.asarray(marginal).mean())}
+    return {"test_cells": len(idx), "samples": n_samples, "test_nelbo": float(-np.asarray(elbo).mean()),
+            "test_iwae_nll": float(-np.asarray(marginal).mean())}
 
 
 def loadings_table(model) -> pd.DataFrame:
@@ -112,6 +117,8 @@ def loadings_table(model) -> pd.DataFrame:
 
 
 def main(snakemake) -> None:
+    import anndata as ad
+    import scvi
     import torch
 
     setup_logging(snakemake.log[0])
@@ -135,7 +142,8 @@ def main(snakemake) -> None:
                          accelerator=accelerator)
     log.info("%d epochs; last validation loss %.2f", len(history), history["val_loss"].iloc[-1])
     latent = np.asarray(model.get_latent_representation(), dtype=np.float32)
-    likelihood = held_out(model, split[2], int(snakemake.params.importance_samples))
+    likelihood = held_out(model, split[2], int(snakemake.params.importance_samples),
+                          max_cells=int(snakemake.params.likelihood_cells), seed=int(snakemake.params.eval_seed))
     log.info("held out: %s", likelihood)
     with atomic_path(snakemake.output.log_tsv) as tmp:
         history.to_csv(tmp, sep="\t", index=False)
@@ -148,9 +156,9 @@ def main(snakemake) -> None:
     with atomic_path(snakemake.output.loadings) as tmp:
         loadings.to_csv(tmp, sep="\t", index=False)
     model.save(snakemake.output.model, overwrite=True, save_anndata=False)
-    out = __import__("anndata").AnnData(obs=read_obs(snakemake.input.data))
+    out = ad.AnnData(obs=read_obs(snakemake.input.data))
     out.obsm["X_ivae"] = latent
-    out.uns["ivae"] = {"model": name, "package": f"scvi-tools {__import__('scvi').__version__}",
+    out.uns["ivae"] = {"model": name, "package": f"scvi-tools {scvi.__version__}",
                        "epochs": max_epochs, "covariates": keys}
     write_h5ad(out, snakemake.output.h5ad)
 
