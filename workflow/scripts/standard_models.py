@@ -116,12 +116,25 @@ def loadings_table(model) -> pd.DataFrame:
     return long.sort_values(["component", "rank"], ignore_index=True)[["component", "gene", "loading", "rank"]]
 
 
+def quiet_lightning() -> None:
+    """Keep Lightning's banners (accelerators, tips, its SLURM hint, deprecations, early
+    stopping) off the console, which several jobs share; this script logs what matters."""
+    import logging
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in (".*srun.*", ".*LeafSpec.*", ".*smaller than the logging interval.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
 def main(snakemake) -> None:
     import anndata as ad
     import scvi
     import torch
 
     setup_logging(snakemake.log[0])
+    quiet_lightning()
     torch.set_num_threads(snakemake.threads)
     name, seed = snakemake.params.method, int(snakemake.params.seed)
     train = snakemake.params.train
