@@ -20,7 +20,6 @@ after training), the mean of the package's own trace over as many last steps
 """
 
 import os
-import random
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # the package's progress bar: one line per step in the log
 
@@ -32,14 +31,14 @@ from h5ad_parts import read_counts_layer, read_obs_columns
 from metrics import embedding_metrics, known_reference
 from paper_protocol import (METRICS, PACKAGE_DEFAULTS, paper_batch_size, paper_scores, reference_clusters)
 from rule_io import InputError, atomic_path, log, setup_logging
+from train import seed_everything
 
 LOSS_COLUMNS = ["loss", "recon", "irecon_loss", "kl", "dip", "tc", "mmd"]
 
 
 def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """Python's, NumPy's and torch's streams (the package draws from the global ones)."""
+    seed_everything(seed, torch.device("cpu"))
 
 
 def train_reference(counts, *, irecon: float, steps: int, seed: int, reference=None):
