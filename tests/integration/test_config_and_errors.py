@@ -134,3 +134,24 @@ def test_paper_seeds_outside_the_evaluation_seeds_are_named(tmp_path, counts_fil
     result = snakemake(tmp_path, "paper", "--dry-run", check=False)
     out = result.stderr + result.stdout
     assert result.returncode != 0 and "config paper.seeds: [7] are not evaluation seeds of dataset 'd'" in out
+
+
+def test_standard_seeds_are_a_subset_in_the_plan(tmp_path, counts_file):
+    """scVI and LDVAE are trained at evaluation.standard_seeds only, in the metrics table
+    and in `compare` alike; the other models at every evaluation seed."""
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file}},
+                            "evaluation": {"standard_models": ["scVI", "LDVAE"], "standard_seeds": [1]}})
+    out = snakemake(tmp_path, "compare", "--dry-run").stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1].split("Reasons")[0], flags=re.M))
+    assert counts["train_standard"] == "2"  # scVI and LDVAE at seed 1
+    assert "results/d/runs/scVI/seed1/embedding.h5ad" in out
+    assert "runs/scVI/seed0/" not in out and "runs/LDVAE/seed2/" not in out
+    assert counts["train"] == str((5 + 4) * 3)  # the default run's 5 and compare's 4 models at every seed
+
+
+def test_standard_seeds_outside_the_evaluation_seeds_are_named(tmp_path, counts_file):
+    write_config(tmp_path, {"datasets": {"d": {"path": counts_file}},
+                            "evaluation": {"standard_models": ["scVI"], "standard_seeds": [0, 5]}})
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    out = result.stderr + result.stdout
+    assert result.returncode != 0 and "config evaluation.standard_seeds: [5] are not evaluation seeds of dataset 'd'" in out

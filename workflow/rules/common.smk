@@ -168,12 +168,36 @@ def dataset_seeds(dataset):
     return dataset_params(dataset, "evaluation")["seeds"]
 
 
+def standard_seeds(dataset):
+    """The seeds of the standard models (scVI, LDVAE): evaluation.standard_seeds, else every
+    evaluation seed; they must be evaluation seeds (the verdict pairs them by seed)."""
+    seeds = dataset_params(dataset, "evaluation")["standard_seeds"]
+    if seeds is None:
+        return dataset_seeds(dataset)
+    extra = sorted(set(seeds) - set(dataset_seeds(dataset)))
+    if extra:
+        raise ValueError(
+            f"config evaluation.standard_seeds: {extra} are not evaluation seeds of dataset "
+            f"{dataset!r} ({dataset_seeds(dataset)}); the standard models are compared with "
+            "the other models seed by seed."
+        )
+    return list(seeds)
+
+
+def method_seeds(dataset, method):
+    """The seeds `method` is trained at: standard_seeds for scVI and LDVAE, else every
+    evaluation seed."""
+    if method in methods.STANDARD:
+        return standard_seeds(dataset)
+    return dataset_seeds(dataset)
+
+
 def run_files(dataset, names, name):
-    """`name` (e.g. run_metrics.tsv) of every method in `names` x evaluation seed."""
+    """`name` (e.g. run_metrics.tsv) of every method in `names` x its seeds (method_seeds)."""
     return [
         f"{run_dir(dataset, m, s)}/{name}"
         for m in names
-        for s in dataset_seeds(dataset)
+        for s in method_seeds(dataset, m)
     ]
 
 
@@ -458,7 +482,7 @@ def scib_runs(wildcards):
     (scVI with the batch covariate, the field's reference for batch correction, and LDVAE).
     """
     names = dict.fromkeys([*default_methods(wildcards.dataset), *methods.STANDARD])
-    return [(m, s) for m in names for s in dataset_seeds(wildcards.dataset)]
+    return [(m, s) for m in names for s in method_seeds(wildcards.dataset, m)]
 
 
 def scib_embeddings(wildcards):
@@ -488,7 +512,7 @@ def runs_of(names_of):
         return [
             [m, s]
             for m in names_of(wildcards.dataset)
-            for s in dataset_seeds(wildcards.dataset)
+            for s in method_seeds(wildcards.dataset, m)
         ]
 
     return get
@@ -646,9 +670,9 @@ def paper_workflow_scores(wildcards):
 
 def component_runs(wildcards):
     """(method, seed) of `snakemake components`: the module comparison's models and the
-    standard models (scVI, LDVAE) at every seed of the dataset."""
+    standard models (scVI, LDVAE), each at its seeds (method_seeds)."""
     names = [methods.MAIN, *methods.MODULE_CONTROLS, *methods.STANDARD]
-    return [(m, s) for m in names for s in dataset_seeds(wildcards.dataset)]
+    return [(m, s) for m in names for s in method_seeds(wildcards.dataset, m)]
 
 
 def component_embeddings(wildcards):
@@ -661,5 +685,5 @@ def component_embeddings(wildcards):
 def ldvae_loadings(wildcards):
     return [
         f"{run_dir(wildcards.dataset, 'LDVAE', s)}/loadings.tsv"
-        for s in dataset_seeds(wildcards.dataset)
+        for s in standard_seeds(wildcards.dataset)
     ]

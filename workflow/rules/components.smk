@@ -53,7 +53,7 @@ rule component_meaning:
         runtime=job_runtime("metrics", "data"),
     params:
         runs=component_runs,
-        loadings_seeds=lambda wildcards: dataset_seeds(wildcards.dataset),
+        loadings_seeds=lambda wildcards: standard_seeds(wildcards.dataset),
         n_components=latent_dim_param,
         max_cells=max_cells_param,
         eval_seed=eval_seed,
