@@ -248,3 +248,34 @@ def test_main_writes_every_declared_output_from_the_templates(tmp_path, monkeypa
     snakemake.output.figures = figures[:-1]
     with pytest.raises(ValueError, match="declares the figures"):
         main(snakemake)
+
+
+def test_covariates_page_calls_the_controls_and_scib_from_the_tables(tmp_path):
+    """The covariates block: the workflow's metrics and scIB's per dataset, the positive
+    control (Harmony) against the negative (PCA) and the iVAE's comparisons as verdicts
+    computed from the tables, Holm within each family."""
+    from docs_pages import SCIB_PAIRS, covariates_markdown
+
+    rng = np.random.default_rng(1)
+    rows, scib = [], []
+    for seed in range(5):
+        for method, ari in (("iVAE", 0.5), ("iVAE-no-covariates", 0.5), ("VAE", 0.4), ("PCA", 0.3)):
+            rows.append({"method": method, "seed": seed, "ARI": ari + rng.normal(scale=0.002), "NMI": 0.6, "ASW": 0.1,
+                         "batch_ASW": 0.7, "graph_connectivity": 0.9, "batch_entropy": 0.3})
+        for emb, batch in (("iVAE z", 0.55), ("iVAE-no-covariates z", 0.45), ("VAE z", 0.4), ("scVI z", 0.55),
+                           ("PCA (uncorrected)", 0.30), ("Harmony on PCA", 0.60)):
+            b = batch + rng.normal(scale=0.005)
+            scib.append({"embedding": emb, "seed": seed, "Batch correction": b, "Bio conservation": 0.6,
+                         "Total": 0.4 * b + 0.36, "iLISI": 0.1, "KBET": 0.2, "BRAS": 0.8, "Graph connectivity": 0.9,
+                         "cLISI": 1.0, "KMeans ARI": 0.5})
+    pd.DataFrame(rows).to_csv(tmp_path / "metrics.tsv", sep="\t", index=False)
+    pd.DataFrame(scib).to_csv(tmp_path / "scib.tsv", sep="\t", index=False)
+    text = covariates_markdown({"lung": {"table": str(tmp_path / "metrics.tsv"), "scib": str(tmp_path / "scib.tsv")}},
+                               "covariates", ["umap"])
+    assert "Harmony against the uncorrected PCA, on scIB's batch correction: higher, +0.30" in text
+    assert re.search(r"without them: batch correction higher, \+0\.(09|10)", text)  # iVAE conditioned vs not
+    assert "Against scVI with the same batch covariate: batch correction equivalent" in text
+    assert "bio conservation equivalent" in text  # equal within the margin
+    assert "| Harmony on PCA | 5 | 0.6" in text and "| scVI z | 5 |" in text
+    assert f"(6 comparisons on the workflow's metrics, {len(SCIB_PAIRS) * 3} on scIB's)" in text
+    assert "![lung: umap](covariates/lung_umap.png)" in text

@@ -21,8 +21,8 @@ DOCS_TEMPLATES = os.path.join(workflow.basedir, "docs", "templates")
 #: Where the pages go: the repository, seen from the working directory.
 DOCS_ROOT = config["readme"]["root"]
 
-#: What the page reads: its template (and README's), the run's tables and figures, and
-#: for the evidence the sweep's table.
+#: What the page reads: its template (and README's), the run's tables and figures, for
+#: the evidence the sweep's table, and for the covariates the scIB table (`snakemake scib`).
 README_INPUTS = {
     "template": os.path.join(DOCS_TEMPLATES, f"{README_BLOCK}.md"),
     "tables": expand(
@@ -30,7 +30,8 @@ README_INPUTS = {
         dataset=DATASETS,
         name=["metrics.tsv", "metrics_summary.tsv", "latent_correlation.tsv"]
         + [f"figures/{figure}.png" for figure in DOCS_FIGURES[README_BLOCK]]
-        + (["sweep/metrics.tsv"] if README_BLOCK == "evidence" else []),
+        + (["sweep/metrics.tsv"] if README_BLOCK == "evidence" else [])
+        + (["scib.tsv"] if README_BLOCK == "covariates" else []),
     ),
 }
 #: What it writes: the page, its figures and, for the results, README.md.

@@ -11,7 +11,9 @@ Three blocks (config ``readme.block``), one page each: ``results``, from the def
 default target over every labelled dataset; workflow/configs/defaults_evidence.yaml): per
 dataset, every swept setting and control against the VAE, and how often each beat it;
 ``covariates``, from the multi-sample run (workflow/configs/covariates_evidence.yaml): the
-iVAE with and without its sample covariates, on cell-type and batch-mixing scores.
+iVAE with and without its sample covariates, on cell-type and batch-mixing scores, and
+scIB's metrics (``snakemake scib``) with Harmony and uncorrected PCA as positive and
+negative controls and scVI beside them, the comparisons as verdicts (verdicts.py).
 
 Every page is a committed template (docs/templates/{page}.md) with the block written
 between its markers and a first line that says so: docs/{block}.md, and the figures it
@@ -222,12 +224,64 @@ def evidence_markdown(datasets: dict, image_dir: str, figures: list[str], settin
     return header + "\n".join(tally) + "\n\n" + "\n".join(blocks)
 
 
+#: The scIB table of the covariates page: (scib-metrics column, header).
+SCIB_COLUMNS = [("Batch correction", "batch correction"), ("Bio conservation", "bio conservation"), ("Total", "total"),
+                ("iLISI", "iLISI"), ("KBET", "kBET"), ("BRAS", "BRAS"), ("Graph connectivity", "graph conn."),
+                ("cLISI", "cLISI"), ("KMeans ARI", "KMeans ARI")]
+#: The scIB comparisons: (embedding, reference), each on the library's three aggregates. The
+#: first is the positive control against the negative one: without it, nothing needed correcting.
+SCIB_PAIRS = [("Harmony on PCA", "PCA (uncorrected)"), ("iVAE z", "iVAE-no-covariates z"), ("iVAE z", "scVI z"),
+              ("iVAE z", "Harmony on PCA")]
+SCIB_METRICS = ["Batch correction", "Bio conservation", "Total"]
+#: Equivalence margin of every covariates-page comparison, in the scores' own units (0 to 1).
+COVARIATE_MARGIN = 0.02
+
+
+def verdict_cell(row) -> str:
+    return f"{fmt(row['mean'])} [{fmt(row['low'])}, {fmt(row['high'])}] ({row['verdict']})"
+
+
+def covariate_verdicts(tables: dict[str, pd.DataFrame], pairs, metrics) -> pd.DataFrame:
+    """verdicts.compare_methods over every dataset of ``tables`` (name -> long table with
+    method, seed and the metrics): one Holm family, every margin COVARIATE_MARGIN."""
+    from verdicts import compare_methods
+
+    long = pd.concat([t.assign(dataset=name) for name, t in tables.items()], ignore_index=True)
+    return compare_methods(long, pairs, metrics, margins={m: COVARIATE_MARGIN for m in metrics})
+
+
+def scib_long(table: pd.DataFrame) -> pd.DataFrame:
+    """scib.tsv with its embedding column as the verdicts' method column."""
+    return table.rename(columns={"embedding": "method"})
+
+
+def called(comp: pd.DataFrame, dataset: str, method: str, reference: str, metric: str) -> str:
+    """One comparison of ``comp`` in words: 'higher/lower/equivalent/inconclusive, +d [l, h]'."""
+    row = comp[(comp["dataset"] == dataset) & (comp["method"] == method) & (comp["reference"] == reference)
+               & (comp["metric"] == metric)]
+    if row.empty:
+        return "not measured"
+    row = row.iloc[0]
+    word = {"better": "higher", "worse": "lower"}.get(row["verdict"], row["verdict"])
+    return f"{word}, {row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+
+
 def covariates_markdown(datasets: dict, image_dir: str, figures: list[str]) -> str:
     """Per dataset with a batch_key: the iVAE conditioned on its covariates against the same
-    model without them, every column mean ± s.d. over seeds, and the difference with its call."""
-    blocks = []
-    for name, files in datasets.items():
-        table = pd.read_csv(files["table"], sep="\t")
+    model without them on the workflow's metrics; scIB's metrics (scib-metrics) of every model
+    beside uncorrected PCA (negative control) and Harmony (positive control); every column
+    mean ± s.d. over seeds, and the comparisons as verdicts (paired intervals over seeds, Holm
+    within each table's family, equivalence within ±COVARIATE_MARGIN)."""
+    from verdicts import ALPHA
+
+    tables = {name: pd.read_csv(files["table"], sep="\t") for name, files in datasets.items()}
+    scib = {name: scib_long(pd.read_csv(files["scib"], sep="\t")) for name, files in datasets.items()}
+    metrics = [m for m, _ in COVARIATE_COLUMNS]
+    own = covariate_verdicts(tables, [("iVAE", "iVAE-no-covariates")], metrics)
+    scores = covariate_verdicts(scib, SCIB_PAIRS, SCIB_METRICS)
+    blocks, findings = [], []
+    for name in datasets:
+        table = tables[name]
         lines = ["| model | seeds | " + " | ".join(h for _, h in COVARIATE_COLUMNS) + " |",
                  "|" + " --- |" * (len(COVARIATE_COLUMNS) + 2)]
         for method in ("iVAE", "iVAE-no-covariates", "VAE", "PCA"):
@@ -235,18 +289,45 @@ def covariates_markdown(datasets: dict, image_dir: str, figures: list[str]) -> s
             if len(part):
                 cells = [fmt(part[m].mean(), part[m].std(ddof=1) if len(part) > 1 else None) for m, _ in COVARIATE_COLUMNS]
                 lines.append(f"| {method} | {part['seed'].nunique()} | " + " | ".join(cells) + " |")
-        cells = []
-        for metric, _ in COVARIATE_COLUMNS:
-            diff, se, call = compare(table, "iVAE", "iVAE-no-covariates", metric)
-            cells.append(f"{fmt(diff)} ± {fmt(se)} ({call})" if np.isfinite(diff) else call)
-        lines.append("| conditioned − not | | " + " | ".join(cells) + " |")
-        blocks.append(f"## {name}\n\n" + "\n".join(lines) + "\n\n"
+        rows = own[own["dataset"] == name].set_index("metric")
+        lines.append("| conditioned − not | | " + " | ".join(
+            verdict_cell(rows.loc[m]) if m in rows.index else "–" for m in metrics) + " |")
+        s = scib[name]
+        scib_lines = ["| embedding | seeds | " + " | ".join(h for _, h in SCIB_COLUMNS) + " |",
+                      "|" + " --- |" * (len(SCIB_COLUMNS) + 2)]
+        for method, part in s.groupby("method", sort=False):
+            cells = [fmt(part[c].mean(), part[c].std(ddof=1) if len(part) > 1 else None) if c in part else "–"
+                     for c, _ in SCIB_COLUMNS]
+            scib_lines.append(f"| {method} | {part['seed'].nunique()} | " + " | ".join(cells) + " |")
+        comp_lines = ["| comparison | " + " | ".join(m.lower() for m in SCIB_METRICS) + " |",
+                      "|" + " --- |" * (len(SCIB_METRICS) + 1)]
+        here = scores[scores["dataset"] == name]
+        for (method, reference), rows in here.groupby(["method", "reference"], sort=False):
+            rows = rows.set_index("metric")
+            comp_lines.append(f"| {method} − {reference} | " + " | ".join(
+                verdict_cell(rows.loc[m]) if m in rows.index else "–" for m in SCIB_METRICS) + " |")
+        blocks.append(f"## {name}\n\nThe workflow's metrics:\n\n" + "\n".join(lines)
+                      + "\n\nscIB's metrics (`snakemake scib`):\n\n" + "\n".join(scib_lines)
+                      + "\n\n" + "\n".join(comp_lines) + "\n\n"
                       + " ".join(f"![{name}: {f}]({image_dir}/{name}_{f}.png)" for f in figures) + "\n")
-    return ("The iVAE conditioned on the samples against the same model without them (mean ± s.d. over "
-            "seeds; a difference is called only where a paired t-test over seeds finds one at 5 %). Cell-type "
-            "scores against "
-            "the datasets' own labels; batch scores (scIB) within cell types; higher is better for all.\n\n"
-            + "\n".join(blocks))
+        batch = "Batch correction"
+        findings.append(
+            f"- **{name}** ({table['seed'].nunique()} seeds). The positive control, Harmony against the uncorrected "
+            f"PCA, on scIB's batch correction: {called(scores, name, 'Harmony on PCA', 'PCA (uncorrected)', batch)}. "
+            f"The iVAE conditioned on the samples against the same model without them: batch correction "
+            f"{called(scores, name, 'iVAE z', 'iVAE-no-covariates z', batch)}; bio conservation "
+            f"{called(scores, name, 'iVAE z', 'iVAE-no-covariates z', 'Bio conservation')}; ARI "
+            f"{called(own, name, 'iVAE', 'iVAE-no-covariates', 'ARI')}. Against scVI with the same batch covariate: "
+            f"batch correction {called(scores, name, 'iVAE z', 'scVI z', batch)}, total "
+            f"{called(scores, name, 'iVAE z', 'scVI z', 'Total')}.")
+    return ("Each comparison is the mean paired difference over seeds with its 95 % interval and a verdict: "
+            "higher or lower where the paired t-test rejects no difference, equivalent where two one-sided "
+            f"tests put it within ±{COVARIATE_MARGIN:g}, else inconclusive; Holm-corrected at {ALPHA:.0%} within "
+            f"each table's family ({len(own)} comparisons on the workflow's metrics, {len(scores)} on scIB's). "
+            "Cell-type scores are against the datasets' own labels. On the workflow's metrics batch ASW and "
+            "graph connectivity are within cell types and batch entropy is global; scIB's are scib-metrics' "
+            "(unscaled, so they compare across seeds and datasets). Higher is better for all.\n\n"
+            "What the runs show, from the verdicts:\n\n" + "\n".join(findings) + "\n\n" + "\n".join(blocks))
 
 
 def summary_markdown(summaries: dict[str, pd.DataFrame], verdict: str, page: str) -> str:
@@ -308,7 +389,7 @@ def template_of(page: str, name: str) -> str:
 def run_files(names: list[str]) -> dict[str, dict[str, str]]:
     """The run's tables that the pages read, per dataset (the rule's inputs)."""
     files = {"table": "metrics.tsv", "summary": "metrics_summary.tsv", "nulls": "latent_correlation.tsv",
-             "sweep": "sweep/metrics.tsv"}
+             "sweep": "sweep/metrics.tsv", "scib": "scib.tsv"}
     return {name: {key: f"results/{name}/{file}" for key, file in files.items()} for name in names}
 
 
