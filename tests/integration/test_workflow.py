@@ -381,6 +381,15 @@ def test_components(run):
     assert (single["seed_pairs"] == 0).all() and single["stability"].isna().all()  # one seed: no pairs
     img = imread(workdir / "results" / "pbmc68k" / "figures" / "components.png")
     assert img.shape[1] > 1500 and img[..., :3].std() > 0.05
+    # the page over datasets, from the per-seed tables it writes beside it, with the figures
+    snakemake(workdir, "components_page")
+    docs = workdir / "docs"
+    enriched = pd.read_csv(docs / "components" / "enrichment.tsv", sep="\t")
+    assert "pbmc68k" in set(enriched["dataset"]) and (docs / "components" / "tests.tsv").exists()
+    assert (docs / "components" / "pbmc68k_components.png").read_bytes() == (
+        workdir / "results" / "pbmc68k" / "figures" / "components.png").read_bytes()
+    page = (docs / "components.md").read_text()
+    assert "## pbmc68k" in page and "## Across datasets" in page and "](components/small10x_components.png)" in page
 
 
 def test_paper_protocol_both_ways(run):

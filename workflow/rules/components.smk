@@ -145,8 +145,15 @@ rule components_page:
             "results/{dataset}/components/enrichment.tsv", dataset=DATASETS
         ),
         summary=expand("results/{dataset}/components/summary.tsv", dataset=DATASETS),
+        figures=expand("results/{dataset}/figures/components.png", dataset=DATASETS),
     output:
         **COMPONENTS_DOCS,
+        figures=expand(
+            os.path.normpath(
+                os.path.join(DOCS_ROOT, "docs", "components", "{dataset}_components.png")
+            ),
+            dataset=DATASETS,
+        ),
     log:
         "logs/components_page.log",
     conda:

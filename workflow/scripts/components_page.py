@@ -9,13 +9,16 @@ Reads each dataset's ``components/stability.tsv``, ``enrichment.tsv`` and ``summ
 - ``components/tests.tsv``: per dataset with gene names, every model's enriched fraction
   against the random-projection null's, paired by seed (verdicts.compare_methods: 95 %
   interval, Holm within the dataset; "better" = above the null);
-- ``components.md``: the page, written from these tables alone (its sentences included),
-  which ``python workflow/scripts/components_page.py docs/components docs`` rewrites.
+- ``components/{dataset}_components.png``: each dataset's figure (plot_components.py);
+- ``components.md``: the page, written from these tables alone (its sentences and the
+  across-datasets section included), which
+  ``python workflow/scripts/components_page.py docs/components docs`` rewrites.
 
 Stability is described, not tested: a model's seed pairs share seeds, so they are not
 independent draws.
 """
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -35,12 +38,14 @@ def collect(datasets: list[str], stability_paths, enrichment_paths, summary_path
         summary = pd.read_csv(summary_path, sep="\t")
         stab.append(pd.read_csv(stab_path, sep="\t").assign(dataset=dataset))
         enrichment = pd.read_csv(enr_path, sep="\t")
+        names = summary["gene_names"].iloc[0] if "gene_names" in summary and len(summary) else "as is"
         for row in summary.itertuples():
             fractions = enriched_fractions(enrichment[enrichment["model"] == row.model], int(row.components))
             enr.append(pd.DataFrame({"dataset": dataset, "model": row.model, "seed": fractions.index.astype(int),
-                                     "components": int(row.components), "enriched_fraction": fractions.to_numpy()}))
+                                     "components": int(row.components), "enriched_fraction": fractions.to_numpy(),
+                                     "gene_names": names}))
     stab = pd.concat(stab, ignore_index=True)[["dataset", "model", "seed_a", "seed_b", "median_matched_r"]]
-    columns = ["dataset", "model", "seed", "components", "enriched_fraction"]
+    columns = ["dataset", "model", "seed", "components", "enriched_fraction", "gene_names"]
     enr = pd.concat(enr, ignore_index=True)[columns] if enr else pd.DataFrame(columns=columns)
     return stab, enr
 
@@ -56,6 +61,102 @@ def null_tests(enrichment: pd.DataFrame) -> pd.DataFrame:
         frames.append(compare_methods(part, [(m, RANDOM) for m in models], ["enriched_fraction"]))
     out = pd.concat(frames, ignore_index=True)
     return out.rename(columns={"method": "model", "reference": "null"})
+
+
+#: The iVAE's components, compared with every other model's across datasets.
+IVAE_READINGS = ("iVAE z", "iVAE interpretative")
+
+
+def pooled_table(stab: pd.DataFrame, enrichment: pd.DataFrame) -> pd.DataFrame:
+    """Across datasets, per model: the median over datasets of its stability (each dataset's
+    median over seed pairs), and its enriched fraction minus the null's and minus the iVAE
+    z's (verdicts.pooled: the mean of the datasets' mean paired differences with a t
+    interval over datasets, and the signed-rank test over every dataset x seed pair)."""
+    from verdicts import pooled
+
+    stability = stab.groupby(["dataset", "model"], sort=False)["median_matched_r"].median()
+    table = enrichment.rename(columns={"model": "method"})
+    rows = []
+    for model in dict.fromkeys(stab["model"]):
+        row = {"model": model, "datasets": stability.xs(model, level="model").size,
+               "stability": float(stability.xs(model, level="model").median())}
+        for reference, key in ((RANDOM, "null"), (IVAE_READINGS[0], "ivae")):
+            if model == reference or table.empty:
+                continue
+            result = pooled(table, model, reference, "enriched_fraction")
+            row.update({f"minus_{key}": result["mean"], f"minus_{key}_low": result["low"],
+                        f"minus_{key}_high": result["high"], f"minus_{key}_p": result["p_signed_rank"],
+                        f"minus_{key}_datasets": result["datasets"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def interval(mean: float, low: float, high: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]" if np.isfinite(low) else f"{mean:+.2f}"
+
+
+def p_value(p: float) -> str:
+    return "–" if not np.isfinite(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def excludes_zero(low: float, high: float) -> int:
+    """+1 / -1 where the interval lies above / below 0, else 0."""
+    return 1 if np.isfinite(low) and low > 0 else -1 if np.isfinite(high) and high < 0 else 0
+
+
+def pooled_section(pool: pd.DataFrame) -> list[str]:
+    """The page's across-datasets table and its generated paragraph."""
+    if pool.empty:
+        return []
+    lines = ["## Across datasets", "",
+             "Per model: its stability, the median over datasets of each dataset's median; its enriched fraction "
+             "minus the null's and minus the iVAE z's, the mean over datasets of the mean paired difference, with "
+             "a 95 % t interval over datasets (each dataset one draw: wide where datasets disagree) and the "
+             "signed-rank p over every dataset × seed pair (uncorrected: read it beside the per-dataset tests).", "",
+             "| model | datasets | stability | enriched fraction − null's | p | − the iVAE z's | p |",
+             "|---|---|---|---|---|---|---|"]
+    get = lambda r, k: r.get(k, np.nan) if isinstance(r, dict) else getattr(r, k, np.nan)  # noqa: E731
+    for r in pool.to_dict("records"):
+        lines.append(f"| {r['model']} | {r['datasets']} | {fmt(r['stability'])} | "
+                     f"{interval(get(r, 'minus_null'), get(r, 'minus_null_low'), get(r, 'minus_null_high'))} | "
+                     f"{p_value(get(r, 'minus_null_p'))} | "
+                     f"{interval(get(r, 'minus_ivae'), get(r, 'minus_ivae_low'), get(r, 'minus_ivae_high'))} | "
+                     f"{p_value(get(r, 'minus_ivae_p'))} |")
+    lines += ["", *in_words(pool), ""]
+    return lines
+
+
+def in_words(pool: pd.DataFrame) -> list[str]:
+    """The across-datasets paragraph, every statement read off ``pool``'s intervals."""
+    rows = pool.set_index("model")
+    linear = [m for m in ("PCA", "ICA", "NMF", "FA") if m in rows.index]
+    trained = rows.drop([*linear, RANDOM], errors="ignore")
+    words = []
+    if len(trained):
+        listed = lambda frame: ", ".join(f"{m} {v:.2f}" for m, v in frame["stability"].items())  # noqa: E731
+        words.append("Stability (median matched |r|, the median over datasets), trained models from the most "
+                     "stable: " + listed(trained.sort_values("stability", ascending=False))
+                     + (f"; the linear baselines refitted per seed: {listed(rows.loc[linear])}" if linear else "")
+                     + (f"; the random projection, the floor: {rows.loc[RANDOM, 'stability']:.2f}"
+                        if RANDOM in rows.index else "") + ".")
+    if "minus_null" in rows:
+        above = [m for m, r in rows.iterrows() if excludes_zero(r.get("minus_null_low"), r.get("minus_null_high")) > 0]
+        below = [m for m, r in rows.iterrows() if excludes_zero(r.get("minus_null_low"), r.get("minus_null_high")) < 0]
+        words.append("Enriched more often than the random projection on average over datasets (interval above 0): "
+                     + (", ".join(above) if above else "none") + "; less often: " + (", ".join(below) if below
+                                                                                      else "none") + ".")
+    if "minus_ivae" in rows:
+        models = rows.drop(RANDOM, errors="ignore")
+        worse = [m for m, r in models.iterrows()
+                 if excludes_zero(r.get("minus_ivae_low"), r.get("minus_ivae_high")) > 0]
+        better = [m for m, r in models.iterrows()
+                  if excludes_zero(r.get("minus_ivae_low"), r.get("minus_ivae_high")) < 0]
+        words.append("Against the iVAE's z, enriched more often: " + (", ".join(worse) if worse else "none")
+                     + "; less often: " + (", ".join(better) if better else "none")
+                     + "; every other model's interval spans 0.")
+    return [" ".join(words)]
 
 
 def fmt(x: float, digits: int = 2) -> str:
@@ -104,7 +205,16 @@ def page(stab: pd.DataFrame, enr: pd.DataFrame, tests: pd.DataFrame) -> str:
         e = enr[enr["dataset"] == dataset].groupby("model", sort=False)["enriched_fraction"]
         t = tests[tests["dataset"] == dataset].set_index("model") if len(tests) else pd.DataFrame()
         seeds = enr.loc[enr["dataset"] == dataset, "seed"].nunique()
-        lines += [f"## {dataset}", "", f"{seeds} seeds." if seeds else "", "",
+        names = enr.loc[enr["dataset"] == dataset, "gene_names"]
+        genes = {"as is": "Genes matched to the Hallmark sets by symbol.",
+                 "upper-cased mouse symbols": "Mouse symbols upper-cased to match the human Hallmark sets "
+                 "(most orthologues share the symbol; those that do not are left out)."}.get(
+                     names.iloc[0] if len(names) else "none", "")
+        counts = enr[enr["dataset"] == dataset].groupby("model", sort=False)["seed"].nunique()
+        fewer = ", ".join(f"{m}: {n}" for m, n in counts[counts < seeds].items())
+        header = f"{seeds} seeds" + (f" ({fewer})" if fewer else "") + "." if seeds else ""
+        lines += [f"## {dataset}", "", " ".join(x for x in (header, genes) if x), "",
+                  f"![{dataset}: components](components/{dataset}_components.png)", "",
                   "| model | stability, median [q1, q3] | enriched fraction | minus the null's [95 % CI] |",
                   "|---|---|---|---|"]
         models = list(dict.fromkeys([*s.groups, *e.groups]))
@@ -122,6 +232,7 @@ def page(stab: pd.DataFrame, enr: pd.DataFrame, tests: pd.DataFrame) -> str:
                 diff = "–"
             lines.append(f"| {model} | {stability} | {enriched} | {diff} |")
         lines += ["", *dataset_sentences(dataset, stab, tests), ""]
+    lines += pooled_section(pooled_table(stab, enr))
     return "\n".join(lines)
 
 
@@ -143,6 +254,12 @@ def main(snakemake) -> None:
             table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     stab = pd.read_csv(snakemake.output.stability, sep="\t")  # the page from the committed tables' exact values
     enr = pd.read_csv(snakemake.output.enrichment, sep="\t")
+    for dataset, figure, target in zip(snakemake.params.datasets, snakemake.input.figures, snakemake.output.figures,
+                                       strict=True):
+        if Path(target).name != f"{dataset}_components.png":
+            raise ValueError(f"components.smk declares {target} for dataset {dataset}")
+        with atomic_path(target) as tmp:
+            shutil.copyfile(figure, tmp)
     write_all(stab, enr, Path(snakemake.output.page).parent)
     log.info("components of %d datasets written", stab["dataset"].nunique())
 
