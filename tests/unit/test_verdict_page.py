@@ -115,3 +115,10 @@ def test_standard_models_are_a_family_of_their_own(tmp_path):
     text = page(runs, comp, pooled_table(runs))
     assert "| scVI |" in text and "a family of its own for Holm's correction" in text
     assert "a family of its own" not in page(runs, without, pooled_table(runs))
+    # in words: each family counted apart, and the calls against the standard models named
+    module_counts = comp[comp["family"] == "module"]["verdict"].value_counts()
+    assert (f"- Against the module's controls and PCA, over 1 datasets and {(comp['family'] == 'module').sum()} "
+            f"comparisons: {module_counts.get('better', 0)} better") in text
+    assert "- Against the field's standard models (scVI, LDVAE), over 1 datasets and" in text
+    seeds = runs[runs["method"] == "scVI"]["seed"].nunique()
+    assert f"  - a ({seeds} seeds of the standard models): the iVAE is worse than scVI on ARI" in text

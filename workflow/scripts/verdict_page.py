@@ -136,12 +136,32 @@ def page(runs: pd.DataFrame, comp: pd.DataFrame, pool: pd.DataFrame, extra: list
             lines.append(f"| {r.role} ({r.datasets}) | {r.reference} | {r.metric} | {fmt(r.mean, digits)} "
                          f"[{fmt(r.low, digits)}, {fmt(r.high, digits)}] | {p} | {r.pairs} |")
         lines.append("")
-    counts = comp["verdict"].value_counts() if not comp.empty else pd.Series(dtype=int)
-    lines += ["## In words", "",
-              f"Over {comp['dataset'].nunique() if not comp.empty else 0} datasets and {len(comp)} comparisons: "
-              + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "equivalent", "inconclusive"))
-              + ". These words come from the verdicts above and nothing else.", ""]
+    lines += ["## In words", "", *in_words(comp, runs), ""]
     return "\n".join(lines + (extra or []))
+
+
+def in_words(comp: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """The page's summary: the verdicts counted per family, and where the standard models
+    ran, the iVAE's calls against them dataset by dataset."""
+    if comp.empty:
+        return ["No comparisons."]
+    lines = []
+    families = comp["family"] if "family" in comp else pd.Series("module", index=comp.index)
+    for family, part in comp.groupby(families, sort=False):
+        counts = part["verdict"].value_counts()
+        what = ("the module's controls and PCA" if family == "module"
+                else "the field's standard models (" + ", ".join(dict.fromkeys(part["reference"])) + ")")
+        lines.append(f"- Against {what}, over {part['dataset'].nunique()} datasets and {len(part)} comparisons: "
+                     + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "equivalent", "inconclusive"))
+                     + ".")
+    for dataset, part in comp[families == "standard"].groupby("dataset", sort=False):
+        n = runs[(runs["dataset"] == dataset) & runs["method"].isin(STANDARD_REFERENCES)]["seed"].nunique()
+        called = [(f"{r.verdict} than {r.reference}" if r.verdict in ("better", "worse") else
+                   f"equivalent to {r.reference}") + f" on {r.metric}"
+                  for r in part.itertuples() if r.verdict != "inconclusive"]
+        lines.append(f"  - {dataset} ({n} seeds of the standard models): the iVAE is "
+                     + ("; ".join(called) if called else "inconclusive against both on every metric") + ".")
+    return [*lines, "", "These words come from the verdicts above and nothing else."]
 
 
 def replicate_agreement(comp: pd.DataFrame, replicate_runs: pd.DataFrame) -> pd.DataFrame:
