@@ -150,7 +150,9 @@ rule components_page:
         **COMPONENTS_DOCS,
         figures=expand(
             os.path.normpath(
-                os.path.join(DOCS_ROOT, "docs", "components", "{dataset}_components.png")
+                os.path.join(
+                    DOCS_ROOT, "docs", "components", "{dataset}_components.png"
+                )
             ),
             dataset=DATASETS,
         ),
