@@ -44,7 +44,13 @@ def test_ldvae_trains_on_the_workflows_split_reproducibly(small):
     for ours, theirs in zip(split, (model.train_indices, model.validation_indices, model.test_indices)):
         assert np.array_equal(np.sort(theirs), ours)  # the workflow models' cells, the test cells never trained on
     assert list(history.columns) == ["epoch", "loss", "val_loss", "selected"] and len(history) == 3
-    assert history["selected"].tolist() == [False, False, True]
+    assert history["selected"].sum() == 1 and history.loc[history["selected"], "val_loss"].iloc[0] == history[
+        "val_loss"].min()  # the best epoch's weights are the ones kept
+    # no KL warm-up, as the workflow's models: the loss trained on (reconstruction + weight x KL)
+    # is the ELBO itself from the first epoch (with scvi-tools' default warm-up it is below it)
+    trained_on, elbo = (np.asarray(model.history[k].iloc[:, 0].tolist(), dtype=float)
+                        for k in ("validation_loss", "elbo_validation"))
+    np.testing.assert_allclose(trained_on, elbo, rtol=1e-5)
     likelihood = held_out(model, split[2], n_samples=50)
     assert likelihood["test_cells"] == len(split[2]) == 20 and likelihood["samples"] == 50
     assert np.isfinite(list(likelihood.values())).all()
@@ -77,4 +83,34 @@ def test_no_validation_cells_is_refused(small):
     counts, genes, _ = small
     with pytest.raises(InputError, match="validation_fraction"):
         fit(make_anndata(counts, genes), "LDVAE", latent_dim=4, seed=0, split=held_out_split(200, 0.0, 0.1, seed=0),
+            patience=5, max_epochs=1)
+
+
+def test_ldvae_takes_every_covariate_as_one_batch(small):
+    """LinearSCVI has a batch key only: two covariates are combined into it (scVI: batch and
+    categorical covariate)."""
+    from standard_models import make_anndata, setup
+
+    counts, genes, batches = small
+    covariates = batches.assign(assay=np.where(np.arange(200) % 3, "10x", "ss2"))
+    adata = make_anndata(counts, genes, covariates)
+    assert setup(adata, "LDVAE") == {"batch_key": "covariates_joint"}
+    assert adata.obs["covariates_joint"].nunique() == 4 and "d1 | 10x" in set(adata.obs["covariates_joint"])
+    assert setup(make_anndata(counts, genes, covariates), "scVI") == {
+        "batch_key": "covariate_donor", "categorical_covariate_keys": ["covariate_assay"]}
+
+
+def test_divergence_is_named(small, monkeypatch):
+    """Non-finite values in training stop the run with an error that says what happened."""
+    import scvi
+
+    from standard_models import fit, make_anndata
+
+    def diverge(*args, **kwargs):
+        raise ValueError("Expected parameter loc (Tensor of shape (32, 10)) ... but found invalid values:\ntensor(nan)")
+
+    monkeypatch.setattr(scvi.model.LinearSCVI, "train", diverge)
+    counts, genes, _ = small
+    with pytest.raises(FloatingPointError, match="LDVAE diverged at seed 0: non-finite values.*lower train.lr"):
+        fit(make_anndata(counts, genes), "LDVAE", latent_dim=4, seed=0, split=held_out_split(200, 0.1, 0.1, seed=0),
             patience=5, max_epochs=1)

@@ -6,19 +6,23 @@
   decoder: its loadings, genes x components, are read as gene programs).
 
 Held equal with every other method: the highly variable genes' raw counts, the batch
-covariate where the dataset has one (``batch_key``, then the other covariate keys as
-scvi-tools' categorical covariates), ``n_latent`` = the dataset's latent_dim, the run's
-seed (``scvi.settings.seed``), and the cells: the same training / validation / test split
-as the workflow's models at that seed (train.held_out_split), the validation cells for
-early stopping (scvi-tools' on its validation ELBO, train.patience) and the test cells for
-the held-out likelihood only; at most train.epochs epochs, and with ``auto`` scvi-tools'
-default for the dataset's size (400 up to 20,000 cells, fewer above), the rule ``auto``
-follows for the workflow's models too.
+covariate where the dataset has one (scVI: ``batch_key``, then the other covariate keys as
+scvi-tools' categorical covariates; LDVAE, which has a batch key only: every covariate
+combined), ``n_latent`` = the dataset's latent_dim, the run's seed
+(``scvi.settings.seed``), and the cells: the same training / validation / test split as the
+workflow's models at that seed (train.held_out_split), the validation cells for early
+stopping and the test cells for the held-out likelihood only; and the training protocol:
+train.lr and train.batch_size, the KL weight 1 throughout (no warm-up, as the workflow's
+models), early stopping on the validation ELBO with train.patience, the best epoch's
+weights kept; at most train.epochs epochs, and with ``auto`` scvi-tools' default for the
+dataset's size (400 up to 20,000 cells, fewer above), the rule ``auto`` follows for the
+workflow's models too. A run whose training diverges (non-finite values) stops with an
+error that says so.
 
 Writes the run's files as the ``embed`` rule writes them for a workflow model, so that
 run_metrics, the figures and the verdict read them alike: ``embedding.h5ad`` (obsm
 ``X_ivae`` = the posterior mean), ``latent.npy``, ``training_log.tsv`` (per epoch the
-training and validation ELBO loss), ``test_likelihood.tsv`` (the negative ELBO and
+training and validation ELBO loss, and the epoch kept), ``test_likelihood.tsv`` (the negative ELBO and
 scvi-tools' importance-sampled marginal log-likelihood, K = evaluation.importance_samples,
 per test cell); and ``loadings.tsv`` (LDVAE: each component's genes by loading, as
 component_genes.tsv ranks the iVAE's), and the saved model.
@@ -55,38 +59,73 @@ def make_anndata(counts, genes, covariates: pd.DataFrame | None = None):
     return adata
 
 
-def fit(adata, name: str, *, latent_dim: int, seed: int, split, patience: int, max_epochs: int | None = None,
-        batch_size: int = 128, accelerator: str = "cpu"):
-    """Train ``name`` (scVI or LDVAE) on ``adata`` with the given (train, validation, test)
-    ``split``. Returns (model, history table)."""
+def setup(adata, name: str) -> dict:
+    """Register ``adata``'s covariates with the model class ``name``; what was registered.
+    scVI takes the first covariate as its batch and the others as categorical covariates;
+    LDVAE (``LinearSCVI``) has a batch key only, so there it is every covariate combined
+    (donor x assay, ...): the same information as the other models get."""
     import scvi
+
+    keys = [c for c in adata.obs if c.startswith("covariate_")]
+    cls = getattr(scvi.model, MODELS[name])
+    if name == "LDVAE" and len(keys) > 1:
+        adata.obs["covariates_joint"] = pd.Categorical(
+            adata.obs[keys].astype(str).agg(" | ".join, axis=1).to_numpy())
+        cls.setup_anndata(adata, batch_key="covariates_joint")
+        return {"batch_key": "covariates_joint"}
+    kwargs = {"batch_key": keys[0] if keys else None,
+              **({"categorical_covariate_keys": keys[1:]} if len(keys) > 1 else {})}
+    cls.setup_anndata(adata, **kwargs)
+    return kwargs
+
+
+def fit(adata, name: str, *, latent_dim: int, seed: int, split, patience: int, max_epochs: int | None = None,
+        batch_size: int = 128, lr: float = 1e-3, accelerator: str = "cpu", checkpoints: str | None = None):
+    """Train ``name`` (scVI or LDVAE) on ``adata`` with the given (train, validation, test)
+    ``split``, under the workflow models' training protocol: the KL weight 1 from the first
+    epoch (scvi-tools' default warms it up over 400 epochs, during which the unweighted
+    validation ELBO that early stopping reads rises, so the runs stopped at a poor point),
+    learning rate ``lr``, early stopping on the validation ELBO with ``patience``, and the
+    weights of the epoch with the lowest validation ELBO kept. ``checkpoints``: a folder
+    for that epoch's weights (a temporary one if None). Returns (model, history table)."""
+    import tempfile
+
+    import scvi
+    from scvi.train import SaveCheckpoint
 
     scvi.settings.seed = seed
     scvi.settings.dl_num_workers = 0
-    keys = [c for c in adata.obs if c.startswith("covariate_")]
-    cls = getattr(scvi.model, MODELS[name])
-    cls.setup_anndata(adata, batch_key=keys[0] if keys else None,
-                      **({"categorical_covariate_keys": keys[1:]} if len(keys) > 1 else {}))
-    model = cls(adata, n_latent=latent_dim)
+    setup(adata, name)
+    model = getattr(scvi.model, MODELS[name])(adata, n_latent=latent_dim)
     train_idx, val_idx, test_idx = (np.asarray(i, dtype=np.int64) for i in split)
     if len(val_idx) == 0:
         raise InputError("the standard models stop early on validation cells: set train.validation_fraction > 0.")
-    model.train(max_epochs=max_epochs or default_max_epochs(adata.n_obs), accelerator=accelerator, devices=1,
-                batch_size=batch_size, early_stopping=True, early_stopping_patience=patience,
-                early_stopping_monitor="elbo_validation",
-                datasplitter_kwargs={"external_indexing": [train_idx, val_idx, test_idx]},
-                enable_progress_bar=False, enable_checkpointing=False)
+    with tempfile.TemporaryDirectory(dir=checkpoints) as folder:
+        best = SaveCheckpoint(dirpath=folder, monitor="elbo_validation", mode="min", load_best_on_end=True)
+        try:
+            model.train(max_epochs=max_epochs or default_max_epochs(adata.n_obs), accelerator=accelerator, devices=1,
+                        batch_size=batch_size, early_stopping=True, early_stopping_patience=patience,
+                        early_stopping_monitor="elbo_validation",
+                        plan_kwargs={"lr": lr, "n_epochs_kl_warmup": None, "n_steps_kl_warmup": None},
+                        datasplitter_kwargs={"external_indexing": [train_idx, val_idx, test_idx]},
+                        callbacks=[best], enable_checkpointing=True, enable_progress_bar=False)
+        except ValueError as error:
+            if "invalid values" not in str(error):
+                raise
+            raise FloatingPointError(f"{name} diverged at seed {seed}: non-finite values in training "
+                                     f"({str(error).splitlines()[0][:120]}...); lower train.lr or check the input."
+                                     ) from None
     return model, history_table(model.history)
 
 
 def history_table(history: dict) -> pd.DataFrame:
-    """Per epoch: the training and validation loss (negative ELBO per cell); the last
-    epoch's weights are the ones kept."""
+    """Per epoch: the training and validation loss (negative ELBO per cell); ``selected``:
+    the epoch with the lowest validation loss, whose weights are kept."""
     train = history["elbo_train"].iloc[:, 0].to_numpy()
     val = history["elbo_validation"].iloc[:, 0].to_numpy()
     n = min(len(train), len(val))
     table = pd.DataFrame({"epoch": np.arange(1, n + 1), "loss": train[:n], "val_loss": val[:n]})
-    table["selected"] = table["epoch"] == n
+    table["selected"] = table["epoch"] == int(np.argmin(val[:n])) + 1
     return table
 
 
@@ -152,8 +191,9 @@ def main(snakemake) -> None:
              "%d test cells", name, *adata.shape, keys or "none", seed, accelerator, max_epochs, *map(len, split))
     model, history = fit(adata, name, latent_dim=int(snakemake.params.latent_dim), seed=seed, split=split,
                          patience=int(train["patience"]), max_epochs=max_epochs, batch_size=int(train["batch_size"]),
-                         accelerator=accelerator)
-    log.info("%d epochs; last validation loss %.2f", len(history), history["val_loss"].iloc[-1])
+                         lr=float(train["lr"]), accelerator=accelerator, checkpoints=getattr(snakemake.resources, "tmpdir", None))
+    kept = history[history["selected"]].iloc[0]
+    log.info("%d epochs; kept epoch %d, validation loss %.2f", len(history), kept["epoch"], kept["val_loss"])
     latent = np.asarray(model.get_latent_representation(), dtype=np.float32)
     likelihood = held_out(model, split[2], int(snakemake.params.importance_samples),
                           max_cells=int(snakemake.params.likelihood_cells), seed=int(snakemake.params.eval_seed))
