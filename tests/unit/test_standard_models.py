@@ -114,3 +114,46 @@ def test_divergence_is_named(small, monkeypatch):
     with pytest.raises(FloatingPointError, match="LDVAE diverged at seed 0: non-finite values.*lower train.lr"):
         fit(make_anndata(counts, genes), "LDVAE", latent_dim=4, seed=0, split=held_out_split(200, 0.1, 0.1, seed=0),
             patience=5, max_epochs=1)
+
+
+def test_a_diverged_run_is_recorded_and_scored_as_such(small, tmp_path):
+    """write_diverged writes every output of the rule (NaN latent and likelihood, the reason
+    in uns), run_metrics turns it into a row of empty scores whose note says why, and the
+    components leave it out."""
+    from types import SimpleNamespace
+
+    import anndata as ad
+
+    import run_metrics
+    from components import model_embeddings
+    from standard_models import make_anndata, write_diverged
+
+    counts, genes, _ = small
+    names = [f"c{i}" for i in range(200)]
+    data = tmp_path / "pre.h5ad"
+    ad.AnnData(obs=pd.DataFrame({"x": np.arange(200)}, index=names)).write_h5ad(data)
+    out = {k: str(tmp_path / v) for k, v in dict(model="scvi_model", log_tsv="log.tsv", likelihood="ll.tsv",
+                                                 loadings="loadings.tsv", latent="latent.npy",
+                                                 h5ad="embedding.h5ad").items()}
+    snake = SimpleNamespace(input=SimpleNamespace(data=str(data)), output=SimpleNamespace(**out),
+                            params=SimpleNamespace(latent_dim=4, importance_samples=100, method="LDVAE"))
+    write_diverged(snake, make_anndata(counts, genes), "LDVAE diverged at seed 1: non-finite values", 20, 400, [])
+    embedding = ad.read_h5ad(out["h5ad"])
+    assert embedding.obsm["X_ivae"].shape == (200, 4) and np.isnan(embedding.obsm["X_ivae"]).all()
+    assert embedding.uns["ivae"]["diverged"].startswith("LDVAE diverged")
+    assert np.isnan(pd.read_csv(out["likelihood"], sep="\t")["test_iwae_nll"]).all()
+    assert pd.read_csv(out["loadings"], sep="\t").empty and (tmp_path / "scvi_model" / "diverged.txt").exists()
+    labels = tmp_path / "labels.tsv"
+    pd.DataFrame({"cell": names, "label": ["a", "b"] * 100, "cluster": ["0"] * 200,
+                  "label_source": ["labels"] * 200}).to_csv(labels, sep="\t", index=False)
+    row_path = tmp_path / "row.tsv"
+    run_metrics.main(SimpleNamespace(
+        input=SimpleNamespace(embedding=out["h5ad"], labels=str(labels), log_tsv=out["log_tsv"],
+                              likelihood=out["likelihood"]),
+        output=[str(row_path)], log=[str(tmp_path / "rm.log")],
+        params=SimpleNamespace(batch_key=None, method="LDVAE", seed=1, max_cells=None)))
+    row = pd.read_csv(row_path, sep="\t").iloc[0]
+    assert row["method"] == "LDVAE" and row["seed"] == 1 and np.isnan(row["ARI"]) and np.isnan(row["test_iwae_nll"])
+    assert row["note"].startswith("training diverged: LDVAE diverged at seed 1")
+    left = model_embeddings({("LDVAE", 1): out["h5ad"]}, np.asarray(counts, dtype=np.float32), None, 4)
+    assert "LDVAE z" not in left and 1 in left["PCA"]  # the baselines still fitted at that seed

@@ -122,3 +122,22 @@ def test_standard_models_are_a_family_of_their_own(tmp_path):
     assert "- Against the field's standard models (scVI, LDVAE), over 1 datasets and" in text
     seeds = runs[runs["method"] == "scVI"]["seed"].nunique()
     assert f"  - a ({seeds} seeds of the standard models): the iVAE is worse than scVI on ARI" in text
+
+
+def test_a_diverged_run_is_named_and_left_out(tmp_path):
+    """A standard model's run without scores (training diverged) is named in the words and
+    the comparisons with it pair the other seeds."""
+    from verdict_page import STANDARD_REFERENCES
+
+    table = pd.read_csv(metrics_table(tmp_path / "a.tsv", {r: 0.05 for r in REFERENCES}), sep="\t")
+    standard = pd.concat([table[table["method"] == "VAE"].assign(method=name) for name in STANDARD_REFERENCES])
+    seeds = sorted(standard["seed"].unique())
+    standard.loc[(standard["method"] == "LDVAE") & (standard["seed"] == seeds[0]), ["ARI", "NMI", "ASW",
+                                                                                    "test_iwae_nll"]] = np.nan
+    pd.concat([table, standard]).to_csv(tmp_path / "b.tsv", sep="\t", index=False)
+    runs = collect_runs({"a": str(tmp_path / "b.tsv")}, {})
+    comp = comparisons(runs)
+    assert (comp[comp["reference"] == "LDVAE"]["n"] == len(seeds) - 1).all()
+    text = page(runs, comp, pooled_table(runs))
+    assert f"Runs without scores (their training diverged; every comparison with them uses the other seeds): " \
+           f"a LDVAE seed {seeds[0]}." in text

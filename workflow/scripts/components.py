@@ -167,6 +167,9 @@ def model_embeddings(runs: dict[tuple[str, int], str], X: np.ndarray, rows: np.n
     seeds = sorted({seed for _, seed in runs})
     for (method, seed), path in runs.items():
         z = read_obsm(path, "X_ivae")
+        if not np.isfinite(z).all():  # a standard model whose training diverged: no components
+            log.warning("%s seed %d: its latent is not finite (training diverged); left out", method, seed)
+            continue
         out.setdefault(f"{method} z", {})[seed] = z if rows is None else z[rows]
         if method == "iVAE":
             interp = read_obsm(path, "X_ivae_interp")
@@ -213,8 +216,10 @@ def main(snakemake) -> None:
         models = model_embeddings(runs, X, rows, int(params.n_components))
     var_names = read_var_names(snakemake.input.data)
     # gene readings (genes x components) instead of cell embeddings: enriched as they are
+    # a diverged LDVAE run has no loadings (an empty table): left out like its latent
     readings = {"LDVAE loadings": {int(seed): loadings_matrix(path, var_names)
-                                   for seed, path in zip(params.loadings_seeds, snakemake.input.loadings, strict=True)}}
+                                   for seed, path in zip(params.loadings_seeds, snakemake.input.loadings, strict=True)
+                                   if len(pd.read_csv(path, sep="\t", usecols=[0]))}}
     readings = {name: per_seed for name, per_seed in readings.items() if per_seed}
     ordered = {}
     for name, per_seed in models.items():  # LDVAE's loadings right after its z

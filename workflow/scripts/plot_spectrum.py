@@ -68,7 +68,11 @@ def main(snakemake) -> None:
     setup_logging(snakemake.log[0])
     latents: dict[str, list[np.ndarray]] = {}
     for path, (method, _seed) in zip(snakemake.input, snakemake.params.runs, strict=True):
-        latents.setdefault(method, []).append(np.asarray(ad.read_h5ad(path).obsm["X_ivae"]))
+        z = np.asarray(ad.read_h5ad(path).obsm["X_ivae"])
+        if not np.isfinite(z).all():  # a standard model whose training diverged: no spectrum
+            log.warning("%s seed %s: its latent is not finite (training diverged); left out", method, _seed)
+            continue
+        latents.setdefault(method, []).append(z)
     table = plot_spectrum(latents, dataset=snakemake.wildcards.dataset, pdf=snakemake.output.pdf,
                           png=snakemake.output.png, colours=snakemake.params.colours)
     log.info("participation ratios:\n%s",

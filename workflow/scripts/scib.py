@@ -107,6 +107,9 @@ def main(snakemake) -> None:
         for seed in sorted({s for _, s in runs}):
             pca = PCA(n_components=int(params.n_components), random_state=seed).fit_transform(X)
             embeddings = {f"{m} z": read_obsm(path, "X_ivae", rows) for (m, s), path in runs.items() if s == seed}
+            for name in [n for n, e in embeddings.items() if not np.isfinite(e).all()]:
+                log.warning("%s seed %d: its latent is not finite (training diverged); left out", name, seed)
+                del embeddings[name]
             embeddings[NEGATIVE] = pca
             embeddings[POSITIVE] = harmony(pca, batch, seed)
             log.info("seed %d: scIB metrics of %d embeddings on %d cells", seed, len(embeddings), len(rows))

@@ -167,6 +167,36 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+def write_diverged(snakemake, adata, message: str, n_test: int, max_epochs: int, keys) -> None:
+    """A run whose training diverged, as data: every output written, the embedding and the
+    likelihood NaN, ``uns["ivae"]["diverged"]`` the reason. run_metrics records it as a row
+    of NaN scores with the reason in its note; the figures, components and scIB metrics
+    leave it out; comparisons pair the seeds where both models ran."""
+    import os
+
+    import anndata as ad
+
+    latent = np.full((adata.n_obs, int(snakemake.params.latent_dim)), np.nan, dtype=np.float32)
+    os.makedirs(snakemake.output.model, exist_ok=True)
+    with open(os.path.join(snakemake.output.model, "diverged.txt"), "w") as handle:
+        handle.write(message + "\n")
+    outputs = {snakemake.output.log_tsv: pd.DataFrame(columns=["epoch", "loss", "val_loss", "selected"]),
+               snakemake.output.likelihood: pd.DataFrame([{"test_cells": n_test,
+                                                            "samples": int(snakemake.params.importance_samples),
+                                                            "test_nelbo": np.nan, "test_iwae_nll": np.nan}]),
+               snakemake.output.loadings: pd.DataFrame(columns=["component", "gene", "loading", "rank"])}
+    for path, frame in outputs.items():
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False)
+    with atomic_path(snakemake.output.latent) as tmp:
+        np.save(tmp, latent)
+    out = ad.AnnData(obs=read_obs(snakemake.input.data))
+    out.obsm["X_ivae"] = latent
+    out.uns["ivae"] = {"model": snakemake.params.method, "epochs": max_epochs, "covariates": list(keys),
+                       "diverged": message}
+    write_h5ad(out, snakemake.output.h5ad)
+
+
 def main(snakemake) -> None:
     import anndata as ad
     import scvi
@@ -189,9 +219,15 @@ def main(snakemake) -> None:
     max_epochs = default_max_epochs(adata.n_obs) if train["epochs"] == "auto" else int(train["epochs"])
     log.info("%s: %d cells x %d genes, covariates %s, seed %d, %s, at most %d epochs; %d training, %d validation, "
              "%d test cells", name, *adata.shape, keys or "none", seed, accelerator, max_epochs, *map(len, split))
-    model, history = fit(adata, name, latent_dim=int(snakemake.params.latent_dim), seed=seed, split=split,
-                         patience=int(train["patience"]), max_epochs=max_epochs, batch_size=int(train["batch_size"]),
-                         lr=float(train["lr"]), accelerator=accelerator, checkpoints=getattr(snakemake.resources, "tmpdir", None))
+    try:
+        model, history = fit(adata, name, latent_dim=int(snakemake.params.latent_dim), seed=seed, split=split,
+                             patience=int(train["patience"]), max_epochs=max_epochs, batch_size=int(train["batch_size"]),
+                             lr=float(train["lr"]), accelerator=accelerator,
+                             checkpoints=getattr(snakemake.resources, "tmpdir", None))
+    except FloatingPointError as error:
+        log.error("%s; the run is recorded as diverged (NaN embedding and scores), not retried", error)
+        write_diverged(snakemake, adata, str(error), len(split[2]), max_epochs, keys)
+        return
     kept = history[history["selected"]].iloc[0]
     log.info("%d epochs; kept epoch %d, validation loss %.2f", len(history), kept["epoch"], kept["val_loss"])
     latent = np.asarray(model.get_latent_representation(), dtype=np.float32)

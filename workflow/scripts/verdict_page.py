@@ -154,13 +154,18 @@ def in_words(comp: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         lines.append(f"- Against {what}, over {part['dataset'].nunique()} datasets and {len(part)} comparisons: "
                      + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "equivalent", "inconclusive"))
                      + ".")
+    scored = runs[runs[[m for m in METRICS if m in runs]].notna().any(axis=1)]
     for dataset, part in comp[families == "standard"].groupby("dataset", sort=False):
-        n = runs[(runs["dataset"] == dataset) & runs["method"].isin(STANDARD_REFERENCES)]["seed"].nunique()
+        n = scored[(scored["dataset"] == dataset) & scored["method"].isin(STANDARD_REFERENCES)]["seed"].nunique()
         called = [(f"{r.verdict} than {r.reference}" if r.verdict in ("better", "worse") else
                    f"equivalent to {r.reference}") + f" on {r.metric}"
                   for r in part.itertuples() if r.verdict != "inconclusive"]
         lines.append(f"  - {dataset} ({n} seeds of the standard models): the iVAE is "
                      + ("; ".join(called) if called else "inconclusive against both on every metric") + ".")
+    failed = runs.drop(scored.index)
+    if len(failed):
+        lines.append("- Runs without scores (their training diverged; every comparison with them uses the other "
+                     "seeds): " + "; ".join(f"{r.dataset} {r.method} seed {r.seed}" for r in failed.itertuples()) + ".")
     return [*lines, "", "These words come from the verdicts above and nothing else."]
 
 
