@@ -16,8 +16,8 @@ train.lr and train.batch_size, the KL weight 1 throughout (no warm-up, as the wo
 models), early stopping on the validation ELBO with train.patience, the best epoch's
 weights kept; at most train.epochs epochs, and with ``auto`` scvi-tools' default for the
 dataset's size (400 up to 20,000 cells, fewer above), the rule ``auto`` follows for the
-workflow's models too. A run whose training diverges (non-finite values) stops with an
-error that says so.
+workflow's models too. A run whose training diverges (non-finite values) is recorded as
+such (write_diverged), not retried: retrying would choose runs by their outcome.
 
 Writes the run's files as the ``embed`` rule writes them for a workflow model, so that
 run_metrics, the figures and the verdict read them alike: ``embedding.h5ad`` (obsm
