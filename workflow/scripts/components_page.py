@@ -115,11 +115,16 @@ def pooled_section(pool: pd.DataFrame) -> list[str]:
              "minus the null's and minus the iVAE z's, the mean over datasets of the mean paired difference, with "
              "a 95 % t interval over datasets (each dataset one draw: wide where datasets disagree) and the "
              "signed-rank p over every dataset × seed pair (uncorrected: read it beside the per-dataset tests).", "",
-             "| model | datasets | stability | enriched fraction − null's | p | − the iVAE z's | p |",
+             "| model | datasets | stability | enriched fraction − the null's | p | − the iVAE z's | p |",
              "|---|---|---|---|---|---|---|"]
     get = lambda r, k: r.get(k, np.nan) if isinstance(r, dict) else getattr(r, k, np.nan)  # noqa: E731
     for r in pool.to_dict("records"):
-        lines.append(f"| {r['model']} | {r['datasets']} | {fmt(r['stability'])} | "
+        enriched = get(r, "minus_null_datasets")
+        if not np.isfinite(enriched):
+            enriched = get(r, "minus_ivae_datasets")
+        counted = (f"{r['datasets']} ({int(enriched)} with gene names)"
+                   if np.isfinite(enriched) and int(enriched) != r["datasets"] else f"{r['datasets']}")
+        lines.append(f"| {r['model']} | {counted} | {fmt(r['stability'])} | "
                      f"{interval(get(r, 'minus_null'), get(r, 'minus_null_low'), get(r, 'minus_null_high'))} | "
                      f"{p_value(get(r, 'minus_null_p'))} | "
                      f"{interval(get(r, 'minus_ivae'), get(r, 'minus_ivae_low'), get(r, 'minus_ivae_high'))} | "
