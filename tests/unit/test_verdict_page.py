@@ -141,3 +141,16 @@ def test_a_diverged_run_is_named_and_left_out(tmp_path):
     text = page(runs, comp, pooled_table(runs))
     assert f"Runs without scores (their training diverged; every comparison with them uses the other seeds): " \
            f"a LDVAE seed {seeds[0]}." in text
+
+
+def test_the_standard_models_kept_epochs_are_described(tmp_path):
+    from verdict_page import STANDARD_REFERENCES
+
+    table = pd.read_csv(metrics_table(tmp_path / "a.tsv", {r: 0.05 for r in REFERENCES}), sep="\t")
+    standard = pd.concat([table[table["method"] == "VAE"].assign(method=name, epoch_kept=kept)
+                          for name, kept in zip(STANDARD_REFERENCES, (150, 3))])
+    pd.concat([table.assign(epoch_kept=100), standard]).to_csv(tmp_path / "b.tsv", sep="\t", index=False)
+    runs = collect_runs({"a": str(tmp_path / "b.tsv")}, {})
+    assert "epoch_kept" in runs
+    text = page(runs, comparisons(runs), pooled_table(runs))
+    assert "where an early one means a barely trained model: a scVI 150 (150–150); a LDVAE 3 (3–3)." in text

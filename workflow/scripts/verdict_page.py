@@ -37,6 +37,8 @@ from verdicts import ALPHA, MARGINS, compare_methods, pooled
 
 #: The metrics of the verdict (higher is better but for the NLL: verdicts.DIRECTION).
 METRICS = ["ARI", "NMI", "ASW", "test_iwae_nll"]
+#: Described, not tested: the epoch whose weights were kept (the lowest validation loss).
+DESCRIBED = ["epoch_kept"]
 #: What the iVAE is compared with: every control conditioned like it, and PCA (the
 #: simplest embedding that could explain a clustering score).
 REFERENCES = [*MODULE_CONTROLS, "PCA"]
@@ -52,7 +54,8 @@ def collect_runs(tables: dict[str, str], roles: dict[str, str]) -> pd.DataFrame:
         table = pd.read_csv(path, sep="\t")
         table.insert(0, "role", roles.get(dataset, "reporting"))
         table.insert(0, "dataset", dataset)
-        frames.append(table[["dataset", "role", "method", "seed", *[m for m in METRICS if m in table]]])
+        frames.append(table[["dataset", "role", "method", "seed", *[m for m in METRICS if m in table],
+                             *[c for c in DESCRIBED if c in table]]])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -162,6 +165,13 @@ def in_words(comp: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
                   for r in part.itertuples() if r.verdict != "inconclusive"]
         lines.append(f"  - {dataset} ({n} seeds of the standard models): the iVAE is "
                      + ("; ".join(called) if called else "inconclusive against both on every metric") + ".")
+    if "epoch_kept" in runs:
+        kept = scored[scored["method"].isin(STANDARD_REFERENCES)].dropna(subset=["epoch_kept"])
+        described = [f"{d} {m} {g.median():.0f} ({g.min():.0f}–{g.max():.0f})"
+                     for (d, m), g in kept.groupby(["dataset", "method"], sort=False)["epoch_kept"]]
+        if described:
+            lines.append("- The standard models' kept epoch (their lowest validation ELBO; median and range over "
+                         "seeds), where an early one means a barely trained model: " + "; ".join(described) + ".")
     failed = runs.drop(scored.index)
     if len(failed):
         lines.append("- Runs without scores (their training diverged; every comparison with them uses the other "
