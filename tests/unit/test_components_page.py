@@ -62,7 +62,9 @@ def test_a_dataset_without_gene_names_says_so(tmp_path):
         a / "enrichment.tsv", sep="\t", index=False)
     stab, enr = collect(["a"], [a / "stability.tsv"], [a / "enrichment.tsv"], [a / "summary.tsv"])
     assert enr.empty
-    assert "No enrichment: the dataset has no gene names." in page(stab, enr, null_tests(enr))
+    text = page(stab, enr, null_tests(enr))
+    assert "No enrichment: the dataset has no gene names." in text
+    assert "6 seeds. The genes have no names: no enrichment." in text
 
 
 def test_pooled_over_datasets_against_verdicts_pooled(tmp_path):
@@ -91,5 +93,7 @@ def test_fewer_seeds_of_a_model_are_named(tmp_path):
     a = write_dataset(tmp_path / "a", {"iVAE z": 0.5, "LDVAE z": 0.5, RANDOM: 0.2})
     enr = pd.read_csv(a / "enrichment.tsv", sep="\t")
     enr[~((enr["model"] == "LDVAE z") & (enr["seed"] >= 3))].to_csv(a / "enrichment.tsv", sep="\t", index=False)
+    pairs = pd.read_csv(a / "stability.tsv", sep="\t")
+    pairs[~((pairs["model"] == "LDVAE z") & (pairs["seed_b"] >= 3))].to_csv(a / "stability.tsv", sep="\t", index=False)
     stab, enr = collect(["a"], [a / "stability.tsv"], [a / "enrichment.tsv"], [a / "summary.tsv"])
-    assert "6 seeds (LDVAE z: 3)." in page(stab, enr, null_tests(enr))
+    assert "6 seeds (LDVAE z: 3). Genes matched" in page(stab, enr, null_tests(enr))

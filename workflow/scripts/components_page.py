@@ -209,13 +209,16 @@ def page(stab: pd.DataFrame, enr: pd.DataFrame, tests: pd.DataFrame) -> str:
         s = stab[stab["dataset"] == dataset].groupby("model", sort=False)["median_matched_r"]
         e = enr[enr["dataset"] == dataset].groupby("model", sort=False)["enriched_fraction"]
         t = tests[tests["dataset"] == dataset].set_index("model") if len(tests) else pd.DataFrame()
-        seeds = enr.loc[enr["dataset"] == dataset, "seed"].nunique()
+        pairs = stab[stab["dataset"] == dataset]
+        counts = pd.concat([pairs[["model", "seed_a"]].rename(columns={"seed_a": "seed"}),
+                            pairs[["model", "seed_b"]].rename(columns={"seed_b": "seed"})]).groupby(
+            "model", sort=False)["seed"].nunique()
+        seeds = int(counts.max()) if len(counts) else enr.loc[enr["dataset"] == dataset, "seed"].nunique()
         names = enr.loc[enr["dataset"] == dataset, "gene_names"]
         genes = {"as is": "Genes matched to the Hallmark sets by symbol.",
                  "upper-cased mouse symbols": "Mouse symbols upper-cased to match the human Hallmark sets "
                  "(most orthologues share the symbol; those that do not are left out)."}.get(
-                     names.iloc[0] if len(names) else "none", "")
-        counts = enr[enr["dataset"] == dataset].groupby("model", sort=False)["seed"].nunique()
+                     names.iloc[0] if len(names) else "none", "The genes have no names: no enrichment.")
         fewer = ", ".join(f"{m}: {n}" for m, n in counts[counts < seeds].items())
         header = f"{seeds} seeds" + (f" ({fewer})" if fewer else "") + "." if seeds else ""
         lines += [f"## {dataset}", "", " ".join(x for x in (header, genes) if x), "",

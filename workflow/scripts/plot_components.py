@@ -51,10 +51,12 @@ def plot_components(summary: pd.DataFrame, stability: pd.DataFrame, enrichment: 
     left.set_xlim(0, 1.02)
     right.set_xlim(-0.02, 1.02)
     n_seeds = int(summary["seeds"].max()) if len(summary) else 0
+    fewer = summary[summary["seeds"] < n_seeds] if len(summary) else summary
+    fewer_text = "; " + ", ".join(f"{m}: {int(n)}" for m, n in zip(fewer["model"], fewer["seeds"])) if len(fewer) else ""
     left.set_xlabel("Median matched |r| between two seeds' components")
     left.set_title("Stability across training seeds\n(Hungarian matching on |r|; bar: median over seed pairs)")
     right.set_xlabel(f"Fraction of components enriched (FDR < {FDR:.0%})")
-    right.set_title(f"Hallmark gene sets in each component's top genes\n(mean ± s.d. over {n_seeds} seeds"
+    right.set_title(f"Hallmark gene sets in each component's top genes\n(mean ± s.d. over {n_seeds} seeds{fewer_text}"
                     + (f"; genes: {names})" if names not in ("as is", "none") else ")"))
     for ax in (left, right):
         ax.spines[["top", "right"]].set_visible(False)
