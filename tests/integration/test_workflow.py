@@ -389,7 +389,8 @@ def test_components(run):
     assert (docs / "components" / "pbmc68k_components.png").read_bytes() == (
         workdir / "results" / "pbmc68k" / "figures" / "components.png").read_bytes()
     page = (docs / "components.md").read_text()
-    assert "## pbmc68k" in page and "## Across datasets" in page and "](components/small10x_components.png)" in page
+    assert "## pbmc68k" in page and "## Across datasets" in page and "](components/pbmc68k_components.png)" in page
+    assert (docs / "components" / "small10x_components.png").exists()  # every dataset's figure
 
 
 def test_paper_protocol_both_ways(run):

@@ -189,7 +189,7 @@ def dataset_sentences(dataset: str, stab: pd.DataFrame, tests: pd.DataFrame) -> 
 
 
 def page(stab: pd.DataFrame, enr: pd.DataFrame, tests: pd.DataFrame) -> str:
-    datasets = list(dict.fromkeys(stab["dataset"]))
+    datasets = list(dict.fromkeys([*stab["dataset"], *enr["dataset"]]))  # one seed: no pairs, yet enrichment
     lines = [
         "# What the components mean",
         "",
