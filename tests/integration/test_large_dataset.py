@@ -14,6 +14,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.image import imread
 
 from integration_helpers import pypi_reachable, snakemake, write_config
 
@@ -64,7 +65,8 @@ def test_default_target_on_13999_cells_with_a_sample_covariate(kang):
         kang / "logs" / "plot_embeddings" / "kang.log").read_text()
     for figure in ("umap", "latent_correlation", "metrics", "qc", "interpretative_embedding", "training_curves",
                    "spectrum", "component_genes"):
-        assert (res / "figures" / f"{figure}.png").stat().st_size > 50_000, figure
+        img = imread(res / "figures" / f"{figure}.png")  # palette PNGs: their size says little
+        assert img.shape[1] > 1000 and img[..., :3].std() > 0.05, figure
 
 
 def test_new_sample_mapped_by_surgery(kang, pbmc68k_counts):
